@@ -1,0 +1,45 @@
+# freshcast: `make run` runs the daily job on the embedded default; `make test` runs all tests.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# This machine keeps a CPU build of torch on disk; use it rather than a multi-GB CUDA download.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+
+.PHONY: install run test bench lint format browser
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(FIND_LINKS) -e '.[dev]'
+	@touch $(STAMP)
+
+run: install
+	$(VENV)/bin/freshcast run
+
+# pytest exits 5 when it collects no tests: that is a failure, not a pass.
+test: install browser
+	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# Headless Chromium for the browser test, from Debian's packages (Playwright's own
+# browser download does not work offline). Skipped when chromium is already there.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium"; \
+	  else echo "warning: chromium is missing; install Debian's chromium package"; fi; }
+
+bench: install
+	$(PY) -m pip install -q $(FIND_LINKS) -e '.[dev,bench]'
+	for script in benchmarks/[a-z]*.py; do $(PY) $$script || exit 1; done
+
+lint: install
+	$(VENV)/bin/ruff check pipelines models app tests benchmarks
+	$(VENV)/bin/ruff format --check pipelines models app tests benchmarks
+	$(VENV)/bin/mypy
+
+format: install
+	$(VENV)/bin/ruff check --fix pipelines models app tests benchmarks
+	$(VENV)/bin/ruff format pipelines models app tests benchmarks

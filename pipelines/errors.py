@@ -1,0 +1,43 @@
+"""Errors a user can act on. The CLI prints them without a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class FreshcastError(Exception):
+    """An error caused by input or state the user controls.
+
+    Attributes:
+        exit_code: the process exit code the CLI uses for it.
+    """
+
+    exit_code = 1
+
+
+class DataError(FreshcastError):
+    """A data file that breaks the contract: names the file, and the column and row if known."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Path | str | None = None,
+        column: str | None = None,
+        row: int | None = None,
+    ) -> None:
+        self.file = str(file) if file is not None else None
+        self.column = column
+        self.row = row
+        self.detail = message
+        where = []
+        if file is not None:
+            where.append(f"file {file}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        if row is not None:
+            where.append(f"row {row}")
+        prefix = f"{', '.join(where)}: " if where else ""
+        super().__init__(prefix + message)
