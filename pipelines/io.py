@@ -79,9 +79,7 @@ def scan_truth(root: Path) -> pl.LazyFrame | None:
     path = root / "truth.parquet"
     if not path.is_file():
         return None
-    return (
-        scan_raw(path).with_columns(pl.col("dt").str.to_date("%Y-%m-%d")).pipe(add_series_id)
-    )
+    return scan_raw(path).with_columns(pl.col("dt").str.to_date("%Y-%m-%d")).pipe(add_series_id)
 
 
 def scan_parquet(path: Path) -> pl.LazyFrame:

@@ -29,7 +29,11 @@ def pull_dataset(out: Path, *, repo_id: str = HUB_REPO) -> list[Path]:
             )
         except Exception as exc:
             offline = os.environ.get("HF_HUB_OFFLINE") in {"1", "true", "True"}
-            hint = " (HF_HUB_OFFLINE is set)" if offline else " (no network, or the hub is unreachable)"
+            hint = (
+                " (HF_HUB_OFFLINE is set)"
+                if offline
+                else " (no network, or the hub is unreachable)"
+            )
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise FreshcastError(
                 f"could not download {split}.parquet from the hub dataset {repo_id}{hint}: {first}. "

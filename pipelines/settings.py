@@ -1,9 +1,10 @@
-"""Runtime settings, from environment variables with defaults (frozen pydantic model).
+"""Runtime settings, from environment variables with defaults (a frozen pydantic model).
 
 Environment:
-    FRESHCAST_DATA: the dataset folder (hub layout). Default: ``data/raw``.
     FRESHCAST_HOME: the project folder that holds ``data/`` and ``mlruns/``. Default: cwd.
+    FRESHCAST_DATA: the dataset folder (hub layout). Default: ``data/raw``.
     FRESHCAST_TRACKING_URI: an MLflow tracking URI, e.g. a team's server.
+    FRESHCAST_DAILY_CRON, FRESHCAST_RETRAIN_CRON: the schedules (5-field cron).
 """
 
 from __future__ import annotations
@@ -11,31 +12,71 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GateSettings(BaseModel):
+    """The promotion gate: a challenger needs acc ≥ champion − tolerance and |wpe| ≤ limit."""
+
+    model_config = ConfigDict(frozen=True)
+
+    acc_tolerance: float = Field(0.005, ge=0, le=1)
+    wpe_limit: float = Field(0.10, gt=0, le=1)
 
 
 class Settings(BaseModel):
-    """Where freshcast reads and writes. Build with :func:`load_settings`."""
+    """Where freshcast reads and writes, and how its jobs behave. Build with :func:`load_settings`."""
 
     model_config = ConfigDict(frozen=True)
 
     home: Path
     data_dir: Path
     tracking_uri: str
+    recovery_method: str = "lgbm"
+    forecast_model: str = "lgbm"
+    gate: GateSettings = GateSettings()
+    daily_cron: str = "30 5 * * *"
+    retrain_cron: str = "0 3 * * 0"
+    # A smaller model configuration for tests and smoke runs.
+    profile: str = "default"
 
     @property
     def work_dir(self) -> Path:
-        """Job outputs: recovered/, forecasts/, replay/ and models/ live here."""
+        """Job outputs: raw/, recovered/, forecasts/, models/, replay/ and jobs/ live here."""
         return self.home / "data"
 
     @property
     def mlruns_dir(self) -> Path:
         return self.home / "mlruns"
 
+    @property
+    def history_db(self) -> Path:
+        return self.mlruns_dir / "jobs.db"
 
-def load_settings() -> Settings:
-    """Settings from the environment; nothing is created on disk."""
-    home = Path(os.environ.get("FRESHCAST_HOME", ".")).resolve()
-    data_dir = Path(os.environ.get("FRESHCAST_DATA", home / "data" / "raw"))
-    uri = os.environ.get("FRESHCAST_TRACKING_URI", f"sqlite:///{home / 'mlruns' / 'mlflow.db'}")
-    return Settings(home=home, data_dir=data_dir, tracking_uri=uri)
+    @property
+    def lock_file(self) -> Path:
+        return self.work_dir / ".daily-job.lock"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment and ``overrides``; nothing is created on disk."""
+    env = os.environ
+    home = Path(env.get("FRESHCAST_HOME", ".")).resolve()
+    values: dict[str, object] = {
+        "home": home,
+        "data_dir": Path(env.get("FRESHCAST_DATA", home / "data" / "raw")),
+        "tracking_uri": env.get(
+            "FRESHCAST_TRACKING_URI", f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
+        ),
+    }
+    for key, var in (
+        ("daily_cron", "FRESHCAST_DAILY_CRON"),
+        ("retrain_cron", "FRESHCAST_RETRAIN_CRON"),
+        ("profile", "FRESHCAST_PROFILE"),
+        ("recovery_method", "FRESHCAST_RECOVERY_METHOD"),
+        ("forecast_model", "FRESHCAST_FORECAST_MODEL"),
+    ):
+        if var in env:
+            values[key] = env[var]
+    values.update(overrides)
+    return Settings.model_validate(values)

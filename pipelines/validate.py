@@ -109,7 +109,12 @@ def _validate_file(
         frame = pl.read_parquet(path).with_row_index("_row")
     except Exception as exc:  # a truncated body can pass the footer check
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return [Finding(file=name, check="readable", message=f"cannot read data: {msg}")], [], {}, None
+        return (
+            [Finding(file=name, check="readable", message=f"cannot read data: {msg}")],
+            [],
+            {},
+            None,
+        )
     errors = _content_errors(name, frame)
     if errors:
         return errors, [], {}, None
@@ -123,7 +128,9 @@ def _schema_errors(name: str, schema: dict[str, pl.DataType]) -> list[Finding]:
     for column, dtype in RAW_SCHEMA.items():
         if column not in schema:
             errors.append(
-                Finding(file=name, check="missing_column", column=column, message="column is missing")
+                Finding(
+                    file=name, check="missing_column", column=column, message="column is missing"
+                )
             )
         elif schema[column] != dtype:
             errors.append(
@@ -149,7 +156,13 @@ def _first_rows(frame: pl.DataFrame, mask: pl.Expr, columns: list[str]) -> tuple
 
 
 def _finding(
-    name: str, check: str, column: str, message: str, frame: pl.DataFrame, mask: pl.Expr, show: list[str]
+    name: str,
+    check: str,
+    column: str,
+    message: str,
+    frame: pl.DataFrame,
+    mask: pl.Expr,
+    show: list[str],
 ) -> Finding | None:
     count, examples = _first_rows(frame, mask, show)
     if count == 0:
@@ -173,19 +186,28 @@ def _content_errors(name: str, frame: pl.DataFrame) -> list[Finding]:
         length = pl.col(column).list.len()
         found.append(
             _finding(
-                name, "list_length", column, f"list is not {HOURS} long",
-                frame, pl.col(column).is_null() | (length != HOURS), [*keys],
+                name,
+                "list_length",
+                column,
+                f"list is not {HOURS} long",
+                frame,
+                pl.col(column).is_null() | (length != HOURS),
+                [*keys],
             )
         )
     for column in keys:
         found.append(
             _finding(name, "null_key", column, "key is null", frame, pl.col(column).is_null(), keys)
         )
-    bad_dt = pl.col("dt").str.to_date("%Y-%m-%d", strict=False).is_null() & pl.col("dt").is_not_null()
+    bad_dt = (
+        pl.col("dt").str.to_date("%Y-%m-%d", strict=False).is_null() & pl.col("dt").is_not_null()
+    )
     found.append(_finding(name, "date_format", "dt", "not a YYYY-MM-DD date", frame, bad_dt, keys))
     dup = pl.struct(keys).is_duplicated()
     found.append(
-        _finding(name, "duplicate_key", "store_id, product_id, dt", "duplicate key", frame, dup, keys)
+        _finding(
+            name, "duplicate_key", "store_id, product_id, dt", "duplicate key", frame, dup, keys
+        )
     )
     return [f for f in found if f is not None]
 
@@ -195,20 +217,55 @@ def _invariant_breaks(name: str, frame: pl.DataFrame) -> list[Finding]:
     hour_sum = pl.col("hours_sale").list.sum()
     stock_sum = pl.col("hours_stock_status").list.slice(6, 16).list.sum()
     tolerance = SUM_TOLERANCE * pl.max_horizontal(pl.lit(1.0), pl.col("sale_amount").abs())
-    flags_bad = pl.col("hours_stock_status").list.eval((pl.element() != 0) & (pl.element() != 1)).list.any()
+    flags_bad = (
+        pl.col("hours_stock_status").list.eval((pl.element() != 0) & (pl.element() != 1)).list.any()
+    )
     neg_hour = pl.col("hours_sale").list.min() < 0
     checks = [
-        ("sale_sum", "sale_amount", "differs from sum(hours_sale)",
-         (pl.col("sale_amount") - hour_sum).abs() > tolerance, ["sale_amount"]),
-        ("stock_count", "stock_hour6_22_cnt", "differs from sum(hours_stock_status[6:22])",
-         pl.col("stock_hour6_22_cnt") != stock_sum, ["stock_hour6_22_cnt"]),
+        (
+            "sale_sum",
+            "sale_amount",
+            "differs from sum(hours_sale)",
+            (pl.col("sale_amount") - hour_sum).abs() > tolerance,
+            ["sale_amount"],
+        ),
+        (
+            "stock_count",
+            "stock_hour6_22_cnt",
+            "differs from sum(hours_stock_status[6:22])",
+            pl.col("stock_hour6_22_cnt") != stock_sum,
+            ["stock_hour6_22_cnt"],
+        ),
         ("flag_range", "hours_stock_status", "has values outside {0, 1}", flags_bad, []),
-        ("flag_range", "holiday_flag", "outside {0, 1}", ~pl.col("holiday_flag").is_in([0, 1]), ["holiday_flag"]),
-        ("flag_range", "activity_flag", "outside {0, 1}", ~pl.col("activity_flag").is_in([0, 1]), ["activity_flag"]),
-        ("negative_sales", "sale_amount", "is negative", pl.col("sale_amount") < 0, ["sale_amount"]),
+        (
+            "flag_range",
+            "holiday_flag",
+            "outside {0, 1}",
+            ~pl.col("holiday_flag").is_in([0, 1]),
+            ["holiday_flag"],
+        ),
+        (
+            "flag_range",
+            "activity_flag",
+            "outside {0, 1}",
+            ~pl.col("activity_flag").is_in([0, 1]),
+            ["activity_flag"],
+        ),
+        (
+            "negative_sales",
+            "sale_amount",
+            "is negative",
+            pl.col("sale_amount") < 0,
+            ["sale_amount"],
+        ),
         ("negative_sales", "hours_sale", "has a negative hour", neg_hour, []),
-        ("discount_range", "discount", "outside (0, 1]",
-         (pl.col("discount") <= 0) | (pl.col("discount") > 1) | pl.col("discount").is_null(), ["discount"]),
+        (
+            "discount_range",
+            "discount",
+            "outside (0, 1]",
+            (pl.col("discount") <= 0) | (pl.col("discount") > 1) | pl.col("discount").is_null(),
+            ["discount"],
+        ),
     ]
     found = [
         _finding(name, check, column, message, frame, mask, [*keys, *show])
@@ -224,7 +281,11 @@ def _invariant_breaks(name: str, frame: pl.DataFrame) -> list[Finding]:
         first = examples[0]["row"]
         found.append(
             Finding(
-                file=name, check="date_gap", column="dt", row=first, count=gaps.height,
+                file=name,
+                check="date_gap",
+                column="dt",
+                row=first,
+                count=gaps.height,
                 message=f"a series skips days ({gaps.height:,} gaps; first at row {first})",
                 examples=examples,
             )

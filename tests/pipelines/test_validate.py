@@ -72,16 +72,17 @@ def test_json_report(tmp_path: Path) -> None:
         (lambda f: pl.concat([f, f.slice(2, 1)]), "duplicate key"),
         (
             lambda f: f.with_columns(
-                pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col("store_id")).alias("store_id")
+                pl.when(pl.int_range(pl.len()) == 1)
+                .then(None)
+                .otherwise(pl.col("store_id"))
+                .alias("store_id")
             ),
             "column 'store_id', row 1: key is null",
         ),
     ],
     ids=["missing-column", "extra-column", "wrong-dtype", "list-23", "duplicate", "null-key"],
 )
-def test_schema_errors_exit_2_and_name_the_problem(
-    tmp_path: Path, mutate, expected: str
-) -> None:
+def test_schema_errors_exit_2_and_name_the_problem(tmp_path: Path, mutate, expected: str) -> None:
     path = _write(tmp_path, mutate(hub_frame()))
     result = _invoke(str(tmp_path))
     assert result.exit_code == 2, result.output
@@ -128,7 +129,10 @@ def _break_row(frame: pl.DataFrame, row: int, **values) -> pl.DataFrame:
     is_row = pl.int_range(pl.len()) == row
     return frame.with_columns(
         *[
-            pl.when(is_row).then(v if isinstance(v, pl.Expr) else pl.lit(v)).otherwise(pl.col(c)).alias(c)
+            pl.when(is_row)
+            .then(v if isinstance(v, pl.Expr) else pl.lit(v))
+            .otherwise(pl.col(c))
+            .alias(c)
             for c, v in values.items()
         ]
     )

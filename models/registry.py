@@ -1,0 +1,237 @@
+"""MLflow tracking and the model registry, through public APIs only.
+
+The registered model ``freshcast-demand`` carries two aliases: ``champion`` (what serves
+forecasts) and ``challenger`` (the newest candidate). Stages are not used. Nothing here
+runs at import time: call :func:`configure` first.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+import polars as pl
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+
+MODEL_NAME = "freshcast-demand"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+# Registered-model tag holding past champions, newest last, for rollback.
+_HISTORY_TAG = "champion_history"
+
+
+def configure(tracking_uri: str) -> None:
+    """Point tracking and the registry at ``tracking_uri`` (SQLite file or a server)."""
+    if tracking_uri.startswith("sqlite:///"):
+        Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    # Quiet the per-call "logging model" chatter and git probing in jobs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def ensure_experiment(name: str, artifact_root: Path | None = None) -> str:
+    """The id of the experiment ``name``, created (with a local artifact root) if missing."""
+    experiment = mlflow.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = artifact_root.resolve().as_uri() if artifact_root is not None else None
+    return mlflow.create_experiment(name, artifact_location=location)
+
+
+def log_frame_input(frame: pl.DataFrame, *, source: str, name: str, context: str) -> None:
+    """Log a dataset input (source path, digest, row count) on the active run.
+
+    Only a small preview is converted to pandas; the digest and size describe the whole frame.
+    """
+    digest = f"{frame.hash_rows(seed=0).sum() & 0xFFFFFFFF:08x}"
+    preview = frame.head(1000).select(pl.col(pl.NUMERIC_DTYPES | {pl.Date, pl.String})).to_pandas()
+    dataset = mlflow.data.from_pandas(preview, source=source, name=name, digest=digest)
+    mlflow.log_input(dataset, context=context, tags={"rows": str(frame.height)})
+    mlflow.log_params({f"{context}_rows": frame.height, f"{context}_digest": digest})
+
+
+def log_pyfunc(
+    python_model: mlflow.pyfunc.PythonModel,
+    *,
+    artifacts: Mapping[str, str],
+    input_example: pd.DataFrame,
+    output_example: pd.DataFrame,
+    tags: Mapping[str, str],
+) -> ModelVersion:
+    """Log a pyfunc on the active run and register it; tags mark the version for dedupe."""
+    signature = infer_signature(input_example, output_example)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=python_model,
+        artifacts=dict(artifacts),
+        signature=signature,
+        input_example=input_example,
+    )
+    version = mlflow.register_model(info.model_uri, MODEL_NAME, tags=dict(tags))
+    return version
+
+
+def find_version(**tags: str) -> ModelVersion | None:
+    """The newest registered version whose tags include all of ``tags``, if any."""
+    client = MlflowClient()
+    try:
+        versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        return None
+    hits = [v for v in versions if all(v.tags.get(k) == val for k, val in tags.items())]
+    return max(hits, key=lambda v: int(v.version), default=None)
+
+
+def alias_version(alias: str) -> ModelVersion | None:
+    """The version an alias points at, or None when unset or no model exists yet."""
+    try:
+        return MlflowClient().get_model_version_by_alias(MODEL_NAME, alias)
+    except MlflowException:
+        return None
+
+
+def set_alias(alias: str, version: str | int) -> None:
+    MlflowClient().set_registered_model_alias(MODEL_NAME, alias, str(version))
+
+
+def set_champion(version: str | int) -> None:
+    """Make ``version`` champion, remembering the previous one for :func:`rollback_champion`."""
+    client = MlflowClient()
+    current = alias_version(CHAMPION)
+    if current is not None and current.version == str(version):
+        return
+    if current is not None:
+        history = _champion_history()
+        client.set_registered_model_tag(
+            MODEL_NAME, _HISTORY_TAG, ",".join([*history, current.version][-20:])
+        )
+    set_alias(CHAMPION, version)
+
+
+def rollback_champion() -> str | None:
+    """Point ``champion`` back at the previous champion. Returns that version, or None."""
+    history = _champion_history()
+    if not history:
+        return None
+    previous, rest = history[-1], history[:-1]
+    client = MlflowClient()
+    client.set_registered_model_tag(MODEL_NAME, _HISTORY_TAG, ",".join(rest))
+    set_alias(CHAMPION, previous)
+    return previous
+
+
+def _champion_history() -> list[str]:
+    try:
+        model = MlflowClient().get_registered_model(MODEL_NAME)
+    except MlflowException:
+        return []
+    raw = model.tags.get(_HISTORY_TAG, "")
+    return [v for v in raw.split(",") if v]
+
+
+def version_metrics(version: ModelVersion) -> dict[str, float]:
+    """The metrics logged on the run that produced ``version``."""
+    if not version.run_id:
+        return {}
+    return dict(MlflowClient().get_run(version.run_id).data.metrics)
+
+
+def list_versions() -> pl.DataFrame:
+    """Registered versions with their aliases, run metrics and tags, newest first."""
+    client = MlflowClient()
+    try:
+        model = client.get_registered_model(MODEL_NAME)
+        versions = client.search_model_versions(f"name='{MODEL_NAME}'")
+    except MlflowException:
+        return pl.DataFrame()
+    aliases: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        aliases.setdefault(str(version), []).append(alias)
+    rows = []
+    for v in sorted(versions, key=lambda v: -int(v.version)):
+        metrics = version_metrics(v)
+        rows.append(
+            {
+                "version": int(v.version),
+                "aliases": ", ".join(sorted(aliases.get(v.version, []))),
+                "created": pd.Timestamp(v.creation_timestamp, unit="ms").isoformat(),
+                "business_date": v.tags.get("business_date", ""),
+                "kind": v.tags.get("kind", ""),
+                "run_id": v.run_id,
+                "acc": metrics.get("eval/acc"),
+                "wpe": metrics.get("eval/wpe"),
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """Whether a challenger may replace the champion, with the figures that decided it."""
+
+    promote: bool
+    reason: str
+    challenger_acc: float
+    challenger_wpe: float
+    champion_acc: float | None
+    tolerance: float
+    wpe_limit: float
+
+    def as_metrics(self) -> dict[str, float]:
+        out = {
+            "gate/promote": float(self.promote),
+            "gate/challenger_acc": self.challenger_acc,
+            "gate/challenger_wpe": self.challenger_wpe,
+        }
+        if self.champion_acc is not None:
+            out["gate/champion_acc"] = self.champion_acc
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide_promotion(
+    *,
+    challenger_acc: float,
+    challenger_wpe: float,
+    champion_acc: float | None,
+    tolerance: float,
+    wpe_limit: float,
+) -> GateDecision:
+    """The promotion gate: acc ≥ champion's − tolerance and |wpe| ≤ limit, on the same windows."""
+    args = {
+        "challenger_acc": challenger_acc,
+        "challenger_wpe": challenger_wpe,
+        "champion_acc": champion_acc,
+        "tolerance": tolerance,
+        "wpe_limit": wpe_limit,
+    }
+    if abs(challenger_wpe) > wpe_limit:
+        return GateDecision(False, f"|wpe| {abs(challenger_wpe):.4f} > limit {wpe_limit}", **args)
+    if champion_acc is None:
+        return GateDecision(True, "no champion yet", **args)
+    if challenger_acc < champion_acc - tolerance:
+        return GateDecision(
+            False,
+            f"acc {challenger_acc:.4f} < champion {champion_acc:.4f} - {tolerance}",
+            **args,
+        )
+    return GateDecision(
+        True, f"acc {challenger_acc:.4f} ≥ champion {champion_acc:.4f} - {tolerance}", **args
+    )
+
+
+def temp_artifact_dir() -> tempfile.TemporaryDirectory[str]:
+    """A scratch folder for artifacts that MLflow copies into its store."""
+    return tempfile.TemporaryDirectory(prefix="freshcast-mlflow-")
