@@ -7,9 +7,11 @@ runs at import time: call :func:`configure` first.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import polars as pl
+import polars.selectors as cs
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -35,8 +38,10 @@ def configure(tracking_uri: str) -> None:
         Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    # Quiet the per-call "logging model" chatter and git probing in jobs.
+    # MLflow narrates every registration at INFO/WARNING; the job reports its own progress.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def ensure_experiment(name: str, artifact_root: Path | None = None) -> str:
@@ -54,8 +59,10 @@ def log_frame_input(frame: pl.DataFrame, *, source: str, name: str, context: str
     Only a small preview is converted to pandas; the digest and size describe the whole frame.
     """
     digest = f"{frame.hash_rows(seed=0).sum() & 0xFFFFFFFF:08x}"
-    preview = frame.head(1000).select(pl.col(pl.NUMERIC_DTYPES | {pl.Date, pl.String})).to_pandas()
-    dataset = mlflow.data.from_pandas(preview, source=source, name=name, digest=digest)
+    preview = frame.head(1000).select(cs.numeric() | cs.date() | cs.string()).to_pandas()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
+        dataset = mlflow.data.from_pandas(preview, source=source, name=name, digest=digest)
     mlflow.log_input(dataset, context=context, tags={"rows": str(frame.height)})
     mlflow.log_params({f"{context}_rows": frame.height, f"{context}_digest": digest})
 
@@ -67,16 +74,26 @@ def log_pyfunc(
     input_example: pd.DataFrame,
     output_example: pd.DataFrame,
     tags: Mapping[str, str],
+    code_paths: Sequence[str] = (),
+    pip_requirements: Sequence[str] = (),
 ) -> ModelVersion:
-    """Log a pyfunc on the active run and register it; tags mark the version for dedupe."""
+    """Log a pyfunc on the active run and register it; tags mark the version for dedupe.
+
+    Pinning ``pip_requirements`` skips MLflow's requirement inference, which loads the
+    model in a subprocess and costs tens of seconds per registration.
+    """
     signature = infer_signature(input_example, output_example)
-    info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=python_model,
-        artifacts=dict(artifacts),
-        signature=signature,
-        input_example=input_example,
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(Integer columns|CloudPickle).*")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=python_model,
+            artifacts=dict(artifacts),
+            signature=signature,
+            input_example=input_example,
+            code_paths=list(code_paths) or None,
+            pip_requirements=list(pip_requirements) or None,
+        )
     version = mlflow.register_model(info.model_uri, MODEL_NAME, tags=dict(tags))
     return version
 
@@ -108,12 +125,12 @@ def set_champion(version: str | int) -> None:
     """Make ``version`` champion, remembering the previous one for :func:`rollback_champion`."""
     client = MlflowClient()
     current = alias_version(CHAMPION)
-    if current is not None and current.version == str(version):
+    if current is not None and str(current.version) == str(version):
         return
     if current is not None:
         history = _champion_history()
         client.set_registered_model_tag(
-            MODEL_NAME, _HISTORY_TAG, ",".join([*history, current.version][-20:])
+            MODEL_NAME, _HISTORY_TAG, ",".join([*history, str(current.version)][-20:])
         )
     set_alias(CHAMPION, version)
 
@@ -163,7 +180,7 @@ def list_versions() -> pl.DataFrame:
         rows.append(
             {
                 "version": int(v.version),
-                "aliases": ", ".join(sorted(aliases.get(v.version, []))),
+                "aliases": ", ".join(sorted(aliases.get(str(v.version), []))),
                 "created": pd.Timestamp(v.creation_timestamp, unit="ms").isoformat(),
                 "business_date": v.tags.get("business_date", ""),
                 "kind": v.tags.get("kind", ""),

@@ -1,0 +1,261 @@
+"""The steps of the daily job for one business date D.
+
+History is every row with ``dt ≤ D``; the forecast covers D+1..D+7 with the known-future
+covariates the data has for those days. No step reads a target after D.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import polars as pl
+
+from models import registry
+from pipelines import io, serving
+from pipelines.jobs import ingest, parent_run_id, scan_all_days, step_run
+from pipelines.steps import Step, StepContext
+
+HORIZON = 7
+BACKTEST_DAYS = 7
+
+
+def build_steps(root: Path, day: date, *, retrain: bool) -> list[Step]:
+    """The daily job's steps, bound to a dataset and a business date."""
+    paths = _Paths(root, day)
+    return [
+        Step("ingest", lambda ctx: _ingest(ctx, paths)),
+        Step("recover", lambda ctx: _recover(ctx, paths)),
+        Step("train", lambda ctx: _train(ctx, paths, retrain=retrain)),
+        Step("evaluate", lambda ctx: _evaluate(ctx, paths)),
+        Step("register", lambda ctx: _register(ctx, paths)),
+        Step("gate", lambda ctx: _gate(ctx)),
+        Step("forecast", lambda ctx: _forecast(ctx, paths)),
+        Step("aggregates", lambda ctx: _aggregates(ctx, paths)),
+    ]
+
+
+class _Paths:
+    """Where the daily job reads and writes for one date (all under ``data/``)."""
+
+    def __init__(self, root: Path, day: date) -> None:
+        self.root = root
+        self.day = day
+        self.tag = day.isoformat()
+
+    def recovered(self, ctx: StepContext) -> Path:
+        return ctx.settings.work_dir / "recovered" / f"{self.tag}.parquet"
+
+    def model(self, ctx: StepContext) -> Path:
+        return ctx.settings.work_dir / "models" / self.tag / "model.pkl"
+
+    def forecasts(self, ctx: StepContext) -> Path:
+        return ctx.settings.work_dir / "forecasts" / f"{self.tag}.parquet"
+
+    def metrics(self, ctx: StepContext) -> Path:
+        return ctx.settings.work_dir / "metrics" / f"{self.tag}.json"
+
+
+def _history(paths: _Paths) -> pl.LazyFrame:
+    return scan_all_days(paths.root).filter(pl.col("dt") <= paths.day)
+
+
+def _future(paths: _Paths) -> pl.LazyFrame:
+    end = paths.day + timedelta(days=HORIZON)
+    return scan_all_days(paths.root).filter((pl.col("dt") > paths.day) & (pl.col("dt") <= end))
+
+
+def _ingest(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
+    report = ingest(paths.root)
+    with step_run(ctx, "ingest"):
+        train = report.summary.get("train", {})
+        mlflow.log_metrics(
+            {"data/rows": train.get("rows", 0), "data/series": train.get("series", 0)}
+        )
+        mlflow.log_dict(report.to_dict(), "validation.json")
+    return {"summary": json.loads(json.dumps(report.summary, default=str))}
+
+
+def _recover(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
+    from pipelines.recover import recover_demand
+
+    method = ctx.settings.recovery_method
+    history = _history(paths)
+    started = time.perf_counter()
+    recovered = recover_demand(history, method=method)
+    seconds = time.perf_counter() - started
+    out = io.write_parquet(recovered, paths.recovered(ctx))
+    observed = history.select("series_id", "dt", "sale_amount").collect()
+    joined = recovered.join(observed, on=["series_id", "dt"])
+    lost = float((joined["demand_amount"] - joined["sale_amount"]).sum())
+    with step_run(ctx, "recover"):
+        registry.log_frame_input(
+            observed, source=str(paths.root), name="history", context="recover"
+        )
+        mlflow.log_params({"method": method})
+        mlflow.log_metrics(
+            {
+                "recover/seconds": seconds,
+                "recover/imputed_hours": float(recovered["imputed_hours"].sum()),
+                "recover/lost_sales": lost,
+            }
+        )
+        sample = joined.sort("series_id", "dt").head(500).drop("hours_demand")
+        mlflow.log_table(sample.to_pandas(), "recovered_sample.json")
+    return {"path": str(out), "rows": recovered.height, "seconds": seconds, "lost_sales": lost}
+
+
+def _train(ctx: StepContext, paths: _Paths, *, retrain: bool) -> dict[str, Any]:
+    history = _recovered_history(ctx, paths)
+    recipe = serving.Recipe.from_settings(ctx.settings)
+    started = time.perf_counter()
+    model = serving.fit_recipe(recipe, history)
+    seconds = time.perf_counter() - started
+    path = paths.model(ctx)
+    with io.atomic_path(path) as tmp:
+        tmp.write_bytes(model.to_bytes())
+    with step_run(ctx, "train"):
+        mlflow.log_params({**recipe.as_params(), "mode": "retrain" if retrain else "train"})
+        mlflow.log_metric("train/seconds", seconds)
+        mlflow.log_dict(model.describe(), "model.json")
+        importance = serving.feature_importance(model)
+        if importance is not None:
+            mlflow.log_table(importance.to_pandas(), "feature_importance.json")
+    return {"path": str(path), "seconds": seconds, "recipe": recipe.as_params()}
+
+
+def _evaluate(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
+    """Backtest the challenger's recipe and the champion's on the same window (D−6..D)."""
+    history = _recovered_history(ctx, paths)
+    recipe = serving.Recipe.from_settings(ctx.settings)
+    result = serving.backtest_recipe(recipe, history, days=BACKTEST_DAYS)
+    champion = registry.alias_version(registry.CHAMPION)
+    champion_metrics = None
+    if champion is not None:
+        champion_recipe = serving.Recipe.from_tags(champion.tags)
+        if champion_recipe == recipe:
+            champion_metrics = result.metrics
+        elif champion_recipe is not None:
+            champion_metrics = serving.backtest_recipe(
+                champion_recipe, history, days=BACKTEST_DAYS
+            ).metrics
+    rows = [
+        {
+            "task": "forecast",
+            "method": recipe.model,
+            "target": recipe.target,
+            "scope": "backtest",
+            **result.metrics,
+        }
+    ]
+    io.write_json(rows, paths.metrics(ctx))
+    with step_run(ctx, "evaluate"):
+        mlflow.log_params(
+            {**recipe.as_params(), "window_end": paths.tag, "window_days": BACKTEST_DAYS}
+        )
+        mlflow.log_metrics({f"eval/{k}": v for k, v in result.metrics.items()})
+        mlflow.log_dict(rows, "metrics.json")
+        mlflow.log_figure(
+            serving.plot_forecast_vs_actual(result.predictions), "forecast_vs_actual.png"
+        )
+    return {
+        "metrics": result.metrics,
+        "champion_metrics": champion_metrics,
+        "champion_version": str(champion.version) if champion else None,
+    }
+
+
+def _register(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
+    """Log and register the model; a resumed run reuses a version it registered before."""
+    registry.configure(ctx.settings.tracking_uri)
+    # The parent run id names this attempt: a resumed run finds its own version again,
+    # a --force rerun (a new parent run) registers a new one.
+    tags = {"business_date": paths.tag, "job": ctx.job, "job_run_id": parent_run_id(ctx)}
+    existing = registry.find_version(**tags)
+    if existing is None:
+        model = serving.load_model_file(paths.model(ctx))
+        recipe = serving.Recipe.from_settings(ctx.settings)
+        metrics = ctx.records["evaluate"]["metrics"]
+        history = _recovered_history(ctx, paths)
+        with step_run(ctx, "register"):
+            mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()})
+            existing = serving.log_and_register(
+                model, history, recipe=recipe, tags={**tags, **recipe.as_tags()}
+            )
+    registry.set_alias(registry.CHALLENGER, existing.version)
+    return {"version": str(existing.version)}
+
+
+def _gate(ctx: StepContext) -> dict[str, Any]:
+    registry.configure(ctx.settings.tracking_uri)
+    evaluation = ctx.records["evaluate"]
+    version = ctx.records["register"]["version"]
+    champion = evaluation["champion_metrics"]
+    decision = registry.decide_promotion(
+        challenger_acc=evaluation["metrics"]["acc"],
+        challenger_wpe=evaluation["metrics"]["wpe"],
+        champion_acc=None if champion is None else champion["acc"],
+        tolerance=ctx.settings.gate.acc_tolerance,
+        wpe_limit=ctx.settings.gate.wpe_limit,
+    )
+    if decision.promote:
+        registry.set_champion(version)
+    with step_run(ctx, "gate"):
+        mlflow.log_metrics(decision.as_metrics())
+        mlflow.set_tags(
+            {"gate/decision": "promote" if decision.promote else "keep", "version": version}
+        )
+        mlflow.log_dict(decision.to_dict(), "gate_decision.json")
+    verdict = "promoted to champion" if decision.promote else "kept the champion"
+    return {
+        "version": version,
+        "promote": decision.promote,
+        "reason": f"{verdict}: {decision.reason}",
+    }
+
+
+def _forecast(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
+    registry.configure(ctx.settings.tracking_uri)
+    champion = registry.alias_version(registry.CHAMPION)
+    if champion is None:
+        raise RuntimeError("no champion model: the gate promoted nothing")
+    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+    requests = serving.forecast_requests(
+        _history(paths), _future(paths), day=paths.day, horizon=HORIZON
+    )
+    predictions = serving.predict_pyfunc(model, requests)
+    out = io.write_parquet(predictions, paths.forecasts(ctx))
+    with step_run(ctx, "forecast"):
+        mlflow.set_tag("champion_version", str(champion.version))
+        mlflow.log_metrics(
+            {
+                "forecast/rows": predictions.height,
+                "forecast/total": float(predictions["yhat"].sum()),
+            }
+        )
+    return {"path": str(out), "rows": predictions.height, "champion_version": str(champion.version)}
+
+
+def _aggregates(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
+    from pipelines.aggregates import build_aggregates, write_aggregates
+
+    frames = build_aggregates(
+        _history(paths),
+        io.scan_parquet(paths.recovered(ctx)),
+        io.scan_parquet(paths.forecasts(ctx)),
+        business_date=paths.day,
+    )
+    out = write_aggregates(ctx.settings.work_dir, paths.tag, frames)
+    return {"path": str(out), "tables": sorted(frames)}
+
+
+def _recovered_history(ctx: StepContext, paths: _Paths) -> pl.DataFrame:
+    """History ≤ D with stage-1 ``demand_amount`` and ``imputed_hours`` joined on."""
+    recovered = io.scan_parquet(paths.recovered(ctx)).select(
+        "series_id", "dt", "demand_amount", "imputed_hours"
+    )
+    return _history(paths).join(recovered, on=["series_id", "dt"], how="left").collect()

@@ -1,0 +1,249 @@
+"""The daily job end to end, with real MLflow on a temporary SQLite store (no mocks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import polars as pl
+import pytest
+from filelock import FileLock
+from typer.testing import CliRunner
+
+from models import registry
+from pipelines import jobs
+from pipelines.cli import app
+from pipelines.settings import load_settings
+from pipelines.simulate import SimulationConfig, write_simulation
+
+pytestmark = pytest.mark.slow
+SIM = SimulationConfig(series=50, days=49, eval_days=7, seed=11)
+
+
+def _env(home: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHCAST_")}
+    env.update({"FRESHCAST_HOME": str(home), "FRESHCAST_PROFILE": "smoke", **extra})
+    return env
+
+
+def _home(tmp: Path, raw: Path) -> Path:
+    home = tmp
+    (home / "data").mkdir(parents=True)
+    os.symlink(raw, home / "data" / "raw")
+    return home
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("raw")
+    write_simulation(SIM, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def done_home(tmp_path_factory: pytest.TempPathFactory, raw: Path) -> Path:
+    """A home where the daily job ran once, uninterrupted, in a subprocess."""
+    home = _home(tmp_path_factory.mktemp("home"), raw)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run"],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return home
+
+
+def _settings(home: Path, **overrides):
+    return load_settings(home=home, data_dir=home / "data" / "raw", profile="smoke", **overrides)
+
+
+def test_job_writes_forecasts_runs_and_a_champion(done_home: Path) -> None:
+    day = "2024-05-15"  # the simulated train split's last day (49 days from 2024-03-28)
+    forecasts = pl.read_parquet(done_home / "data" / "forecasts" / f"{day}.parquet")
+    assert forecasts.height == SIM.series * 7
+    assert forecasts["dt"].min().isoformat() == "2024-05-16"
+    assert (forecasts["yhat_p10"] <= forecasts["yhat_p90"]).all()
+    registry.configure(_settings(done_home).tracking_uri)
+    versions = registry.list_versions()
+    assert versions["version"].to_list() == [1]
+    assert "champion" in versions["aliases"][0]
+    runs = mlflow.search_runs(experiment_names=["daily"], output_format="list")
+    names = {r.info.run_name for r in runs}
+    assert {"ingest", "recover", "train", "evaluate", "register", "gate", "forecast"} <= names
+    parent = [r for r in runs if r.info.run_name == f"daily {day}"]
+    assert len(parent) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
+    assert len(children) >= 7
+    assert all(r.data.tags.get("business_date") == day for r in children)
+
+
+def test_rerun_is_a_no_op(done_home: Path) -> None:
+    result = CliRunner().invoke(app, ["run"], env=_env(done_home))
+    assert result.exit_code == 0, result.output
+    assert "already done" in result.output
+    registry.configure(_settings(done_home).tracking_uri)
+    assert registry.list_versions().height == 1
+
+
+def test_second_run_is_locked_out(done_home: Path) -> None:
+    settings = _settings(done_home)
+    with FileLock(str(settings.lock_file)):
+        result = CliRunner().invoke(app, ["run"], env=_env(done_home))
+    assert result.exit_code == 3
+    assert "another freshcast job is running" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_pyfunc_in_a_fresh_process_matches_the_job(done_home: Path, tmp_path: Path) -> None:
+    settings = _settings(done_home)
+    script = (
+        "import sys, mlflow, polars as pl\n"
+        "from models import registry\n"
+        "from pipelines import serving\n"
+        f"registry.configure({settings.tracking_uri!r})\n"
+        "m = mlflow.pyfunc.load_model('models:/freshcast-demand@champion')\n"
+        "req = pl.read_parquet(sys.argv[1])\n"
+        "serving.predict_pyfunc(m, req).write_parquet(sys.argv[2])\n"
+    )
+    day = "2024-05-15"
+    history = jobs.scan_all_days(done_home / "data" / "raw")
+    from pipelines import serving
+
+    requests = serving.forecast_requests(
+        history.filter(pl.col("dt") <= pl.date(2024, 5, 15)),
+        history.filter(pl.col("dt") > pl.date(2024, 5, 15)),
+        day=pd.Timestamp(day).date(),
+        horizon=7,
+    )
+    req_path, out_path = tmp_path / "req.parquet", tmp_path / "out.parquet"
+    requests.write_parquet(req_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(req_path), str(out_path)],
+        env=_env(done_home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    fresh = pl.read_parquet(out_path).sort("store_id", "product_id", "dt")
+    job = pl.read_parquet(done_home / "data" / "forecasts" / f"{day}.parquet").sort(
+        "store_id", "product_id", "dt"
+    )
+    assert fresh.select("store_id", "product_id", "dt").equals(
+        job.select("store_id", "product_id", "dt")
+    )
+    for column in ("yhat", "yhat_p10", "yhat_p90"):
+        assert (fresh[column] - job[column]).abs().max() < 1e-9
+
+
+def test_pyfunc_rejects_a_wrong_schema(done_home: Path) -> None:
+    registry.configure(_settings(done_home).tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/freshcast-demand@champion")
+    bad = pd.DataFrame({"store_id": [1], "product_id": [2], "dt": pd.to_datetime(["2024-05-16"])})
+    with pytest.raises(Exception, match="missing columns"):
+        model.predict(bad)
+
+
+def _marker_dir(home: Path, day: str) -> Path:
+    return home / "data" / "jobs" / "daily" / day
+
+
+def test_killed_job_resumes_to_the_same_final_state(
+    done_home: Path, raw: Path, tmp_path: Path
+) -> None:
+    home = _home(tmp_path / "killed", raw)
+    day = "2024-05-15"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.cli", "run"],
+        env=_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    # Kill it mid-job: once training has finished, while evaluate runs.
+    deadline = time.time() + 300
+    while not (_marker_dir(home, day) / "train.json").exists():
+        assert proc.poll() is None, "the job ended before it could be killed"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (_marker_dir(home, day) / "_done.json").exists()
+    assert not list((home / "data").rglob("*.tmp"))
+    resumed = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run"],
+        env=_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming after an interrupted run" in resumed.stderr
+    assert "train: done earlier, skipped" in resumed.stderr
+    a = pl.read_parquet(home / "data" / "forecasts" / f"{day}.parquet")
+    b = pl.read_parquet(done_home / "data" / "forecasts" / f"{day}.parquet")
+    assert a.equals(b)
+    registry.configure(_settings(home).tracking_uri)
+    versions = registry.list_versions()
+    assert versions["version"].to_list() == [1]
+    assert "champion" in versions["aliases"][0]
+
+
+def test_gate_keeps_a_worse_challenger_and_promotes_a_better_one(raw: Path, tmp_path: Path) -> None:
+    home = _home(tmp_path / "gate", raw)
+    # The first champion is a weak baseline; nothing to beat, so it is promoted.
+    first = jobs.daily_job(
+        _settings(home, forecast_model="seasonal_naive"),
+        business_date=pd.Timestamp("2024-05-13").date(),
+    )
+    assert first.records["gate"]["promote"]
+    # LightGBM backtests better on the same window: promoted.
+    better = jobs.daily_job(
+        _settings(home, forecast_model="lgbm"), business_date=pd.Timestamp("2024-05-14").date()
+    )
+    ev = better.records["evaluate"]
+    assert ev["metrics"]["acc"] > ev["champion_metrics"]["acc"]
+    assert better.records["gate"]["promote"]
+    # The baseline again, now the challenger: worse on the same window, kept out.
+    worse = jobs.daily_job(
+        _settings(home, forecast_model="seasonal_naive"),
+        business_date=pd.Timestamp("2024-05-15").date(),
+    )
+    ev = worse.records["evaluate"]
+    assert ev["metrics"]["acc"] < ev["champion_metrics"]["acc"] - 0.005
+    assert not worse.records["gate"]["promote"]
+    registry.configure(_settings(home).tracking_uri)
+    assert registry.alias_version("champion").version == better.records["register"]["version"]
+    assert registry.alias_version("challenger").version == worse.records["register"]["version"]
+    # A person can override the gate, and roll the override back.
+    runner = CliRunner()
+    promoted = runner.invoke(
+        app, ["promote", worse.records["register"]["version"], "--reason", "test"], env=_env(home)
+    )
+    assert promoted.exit_code == 0, promoted.output
+    assert registry.alias_version("champion").version == worse.records["register"]["version"]
+    rolled = runner.invoke(app, ["rollback"], env=_env(home))
+    assert rolled.exit_code == 0, rolled.output
+    assert registry.alias_version("champion").version == better.records["register"]["version"]
+    overrides = mlflow.search_runs(experiment_names=["overrides"], output_format="list")
+    assert sorted(r.data.tags["action"] for r in overrides) == ["promote", "rollback"]
+
+
+def test_schedule_once_runs_the_due_job(done_home: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "schedule", "--once"],
+        env=_env(done_home, FRESHCAST_DAILY_CRON="* * * * *", FRESHCAST_RETRAIN_CRON="0 0 1 1 *"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    listing = CliRunner().invoke(app, ["jobs"], env=_env(done_home))
+    assert "schedule:daily" in listing.output
