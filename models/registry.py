@@ -234,10 +234,17 @@ def decide_promotion(
         "tolerance": tolerance,
         "wpe_limit": wpe_limit,
     }
+    if champion_acc is None:
+        # Bootstrap: with no champion there is nothing to protect, and planners need a
+        # forecast. The bias is still reported so a person can act on it.
+        note = (
+            f"; note |wpe| {abs(challenger_wpe):.4f} > limit {wpe_limit}"
+            if abs(challenger_wpe) > wpe_limit
+            else ""
+        )
+        return GateDecision(True, f"no champion yet{note}", **args)
     if abs(challenger_wpe) > wpe_limit:
         return GateDecision(False, f"|wpe| {abs(challenger_wpe):.4f} > limit {wpe_limit}", **args)
-    if champion_acc is None:
-        return GateDecision(True, "no champion yet", **args)
     if challenger_acc < champion_acc - tolerance:
         return GateDecision(
             False,

@@ -17,6 +17,7 @@ import polars as pl
 
 from models import registry
 from pipelines import io, serving
+from pipelines.errors import FreshcastError
 from pipelines.jobs import ingest, parent_run_id, scan_all_days, step_run
 from pipelines.steps import Step, StepContext
 
@@ -219,15 +220,25 @@ def _gate(ctx: StepContext) -> dict[str, Any]:
 
 
 def _forecast(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
+    """Forecast D+1..D+7 with the champion's model from today's recovered history.
+
+    The champion may be older than D (the gate can keep it); its fitted model is reused,
+    but its features are built from the history as of D, never from its bundled snapshot.
+    """
     registry.configure(ctx.settings.tracking_uri)
     champion = registry.alias_version(registry.CHAMPION)
     if champion is None:
-        raise RuntimeError("no champion model: the gate promoted nothing")
-    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+        raise FreshcastError(
+            "no champion model to forecast with: promote a version (`freshcast promote N`)"
+        )
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+    history = _recovered_history(ctx, paths)
     requests = serving.forecast_requests(
-        _history(paths), _future(paths), day=paths.day, horizon=HORIZON
+        history.lazy(), _future(paths), day=paths.day, horizon=HORIZON
     )
-    predictions = serving.predict_pyfunc(model, requests)
+    predictions = serving.forecast_with_history(
+        pyfunc.unwrap_python_model().model_, history, requests
+    )
     out = io.write_parquet(predictions, paths.forecasts(ctx))
     with step_run(ctx, "forecast"):
         mlflow.set_tag("champion_version", str(champion.version))

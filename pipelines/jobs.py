@@ -163,6 +163,7 @@ def daily_job(
     """Run the daily job for ``business_date`` (default: the data's last train day)."""
     from pipelines import daily_steps
 
+    registry.configure(settings.tracking_uri)
     root = ensure_dataset(settings)
     day = resolve_business_date(root, business_date)
     steps = daily_steps.build_steps(root, day, retrain=retrain)

@@ -61,7 +61,7 @@ class Settings(BaseModel):
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment and ``overrides``; nothing is created on disk."""
     env = os.environ
-    home = Path(env.get("FRESHCAST_HOME", ".")).resolve()
+    home = Path(str(overrides.get("home") or env.get("FRESHCAST_HOME", "."))).resolve()
     values: dict[str, object] = {
         "home": home,
         "data_dir": Path(env.get("FRESHCAST_DATA", home / "data" / "raw")),

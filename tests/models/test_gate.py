@@ -35,3 +35,11 @@ def test_biased_challenger_is_kept_out_even_if_accurate() -> None:
     )
     assert not d.promote
     assert "wpe" in d.reason
+
+
+def test_first_model_is_promoted_even_if_biased_and_says_so() -> None:
+    d = decide_promotion(
+        challenger_acc=0.5, challenger_wpe=0.3, champion_acc=None, tolerance=0.005, wpe_limit=0.1
+    )
+    assert d.promote
+    assert "|wpe| 0.3000 > limit 0.1" in d.reason
