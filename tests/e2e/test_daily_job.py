@@ -165,7 +165,7 @@ def test_pyfunc_rejects_a_wrong_schema(done_home: Path) -> None:
             "avg_wind_level": [2.0],
         }
     )
-    with pytest.raises(ValueError, match="no history for, e.g. store_id=10000, product_id=2"):
+    with pytest.raises(ValueError, match=r"no history for, e\.g\. store_id=10000, product_id=2"):
         model.predict(unknown)
 
 
