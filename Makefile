@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q $(FIND_LINKS) -e '.[dev]'
 	@touch $(STAMP)
 
+# The daily job on the configured data (simulating the default if there is none), then the UI.
 run: install
 	$(VENV)/bin/freshcast run
+	$(VENV)/bin/freshcast ui
 
 # pytest exits 5 when it collects no tests: that is a failure, not a pass.
 test: install browser
