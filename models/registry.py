@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -21,9 +20,11 @@ import pandas as pd
 import polars as pl
 import polars.selectors as cs
 from mlflow import MlflowClient
+from mlflow.data.pandas_dataset import from_pandas
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
+from mlflow.pyfunc import PythonModel
 
 MODEL_NAME = "freshcast-demand"
 CHAMPION = "champion"
@@ -58,17 +59,17 @@ def log_frame_input(frame: pl.DataFrame, *, source: str, name: str, context: str
 
     Only a small preview is converted to pandas; the digest and size describe the whole frame.
     """
-    digest = f"{frame.hash_rows(seed=0).sum() & 0xFFFFFFFF:08x}"
+    digest = f"{int(frame.hash_rows(seed=0).sum()) & 0xFFFFFFFF:08x}"
     preview = frame.head(1000).select(cs.numeric() | cs.date() | cs.string()).to_pandas()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*can be interpreted in multiple ways.*")
-        dataset = mlflow.data.from_pandas(preview, source=source, name=name, digest=digest)
+        dataset = from_pandas(preview, source=source, name=name, digest=digest)
     mlflow.log_input(dataset, context=context, tags={"rows": str(frame.height)})
     mlflow.log_params({f"{context}_rows": frame.height, f"{context}_digest": digest})
 
 
 def log_pyfunc(
-    python_model: mlflow.pyfunc.PythonModel,
+    python_model: PythonModel,
     *,
     artifacts: Mapping[str, str],
     input_example: pd.DataFrame,
@@ -227,13 +228,12 @@ def decide_promotion(
     wpe_limit: float,
 ) -> GateDecision:
     """The promotion gate: acc ≥ champion's − tolerance and |wpe| ≤ limit, on the same windows."""
-    args = {
-        "challenger_acc": challenger_acc,
-        "challenger_wpe": challenger_wpe,
-        "champion_acc": champion_acc,
-        "tolerance": tolerance,
-        "wpe_limit": wpe_limit,
-    }
+
+    def decision(promote: bool, reason: str) -> GateDecision:
+        return GateDecision(
+            promote, reason, challenger_acc, challenger_wpe, champion_acc, tolerance, wpe_limit
+        )
+
     if champion_acc is None:
         # Bootstrap: with no champion there is nothing to protect, and planners need a
         # forecast. The bias is still reported so a person can act on it.
@@ -242,20 +242,11 @@ def decide_promotion(
             if abs(challenger_wpe) > wpe_limit
             else ""
         )
-        return GateDecision(True, f"no champion yet{note}", **args)
+        return decision(True, f"no champion yet{note}")
     if abs(challenger_wpe) > wpe_limit:
-        return GateDecision(False, f"|wpe| {abs(challenger_wpe):.4f} > limit {wpe_limit}", **args)
+        return decision(False, f"|wpe| {abs(challenger_wpe):.4f} > limit {wpe_limit}")
     if challenger_acc < champion_acc - tolerance:
-        return GateDecision(
-            False,
-            f"acc {challenger_acc:.4f} < champion {champion_acc:.4f} - {tolerance}",
-            **args,
+        return decision(
+            False, f"acc {challenger_acc:.4f} < champion {champion_acc:.4f} - {tolerance}"
         )
-    return GateDecision(
-        True, f"acc {challenger_acc:.4f} ≥ champion {champion_acc:.4f} - {tolerance}", **args
-    )
-
-
-def temp_artifact_dir() -> tempfile.TemporaryDirectory[str]:
-    """A scratch folder for artifacts that MLflow copies into its store."""
-    return tempfile.TemporaryDirectory(prefix="freshcast-mlflow-")
+    return decision(True, f"acc {challenger_acc:.4f} ≥ champion {champion_acc:.4f} - {tolerance}")

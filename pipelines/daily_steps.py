@@ -159,7 +159,7 @@ def _evaluate(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
             {**recipe.as_params(), "window_end": paths.tag, "window_days": BACKTEST_DAYS}
         )
         mlflow.log_metrics({f"eval/{k}": v for k, v in result.metrics.items()})
-        mlflow.log_dict(rows, "metrics.json")
+        mlflow.log_text(json.dumps(rows, indent=2), "metrics.json")
         mlflow.log_figure(
             serving.plot_forecast_vs_actual(result.predictions), "forecast_vs_actual.png"
         )

@@ -14,11 +14,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import polars as pl
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.pyfunc import PythonModel
 
 import models
 import pipelines
@@ -158,7 +158,7 @@ def plot_forecast_vs_actual(scored: pl.DataFrame) -> Any:
 # -- the pyfunc ------------------------------------------------------------------------------
 
 
-class DemandPyfunc(mlflow.pyfunc.PythonModel):
+class DemandPyfunc(PythonModel):
     """The two-stage forecaster as an MLflow pyfunc.
 
     Input: one row per (store_id, product_id, dt) to forecast, with the known-future
@@ -265,7 +265,7 @@ def predict_pyfunc(model: Any, requests: pl.DataFrame) -> pl.DataFrame:
     return (
         out.with_columns(pl.col("dt").cast(pl.Date))
         .select(list(FORECAST_SCHEMA))
-        .cast(FORECAST_SCHEMA)
+        .cast(pl.Schema(FORECAST_SCHEMA))
     )  # type: ignore[arg-type]
 
 
