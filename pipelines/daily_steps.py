@@ -7,6 +7,7 @@ covariates the data has for those days. No step reads a target after D.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from datetime import date, timedelta
 from pathlib import Path
@@ -111,22 +112,78 @@ def _recover(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
 
 
 def _train(ctx: StepContext, paths: _Paths, *, retrain: bool) -> dict[str, Any]:
+    """Refresh the champion with replay when it can be; otherwise a full fit.
+
+    A refresh needs a champion of the same recipe, trained before D. The refresh's own
+    safety net (weekly, or drift in its prequential error) turns it into a full fit.
+    """
     history = _recovered_history(ctx, paths)
     recipe = serving.Recipe.from_settings(ctx.settings)
     started = time.perf_counter()
-    model = serving.fit_recipe(recipe, history)
+    champion = None if retrain else _refreshable_champion(ctx, recipe, paths.day)
+    refresh_log: dict[str, Any] = {}
+    mode = "retrain" if retrain else "train"
+    model = None
+    if champion is not None:
+        from pipelines.refresh import refresh_model
+
+        buffer_dir = _staged_buffer(ctx, champion.name, paths.day)
+        refreshed = refresh_model(champion, history, through=paths.day, buffer_dir=buffer_dir)
+        refresh_log = (getattr(refreshed, "refresh_log_", None) or [{}])[-1]
+        if refreshed is not champion and not refresh_log.get("needs_retrain"):
+            model, mode = refreshed, "refresh"
+        else:
+            mode = f"train ({refresh_log.get('reason') or 'no new days'})"
+    if model is None:
+        model = serving.fit_recipe(recipe, history)
     seconds = time.perf_counter() - started
     path = paths.model(ctx)
     with io.atomic_path(path) as tmp:
         tmp.write_bytes(model.to_bytes())
     with step_run(ctx, "train"):
-        mlflow.log_params({**recipe.as_params(), "mode": "retrain" if retrain else "train"})
+        mlflow.log_params({**recipe.as_params(), "mode": mode})
         mlflow.log_metric("train/seconds", seconds)
+        for key in ("new_windows", "replay_windows", "work", "pre_wape"):
+            if isinstance(refresh_log.get(key), int | float):
+                mlflow.log_metric(f"refresh/{key}", float(refresh_log[key]))
         mlflow.log_dict(model.describe(), "model.json")
         importance = serving.feature_importance(model)
         if importance is not None:
             mlflow.log_table(importance.to_pandas(), "feature_importance.json")
-    return {"path": str(path), "seconds": seconds, "recipe": recipe.as_params()}
+    return {"path": str(path), "seconds": seconds, "mode": mode, "recipe": recipe.as_params()}
+
+
+def _refreshable_champion(ctx: StepContext, recipe: serving.Recipe, day: date) -> Any:
+    """The champion's forecaster when a replay refresh applies to it, else None."""
+    registry.configure(ctx.settings.tracking_uri)
+    champion = registry.alias_version(registry.CHAMPION)
+    if champion is None or serving.Recipe.from_tags(champion.tags) != recipe:
+        return None
+    if recipe.model not in ("lgbm", "neural"):
+        return None
+    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+    forecaster = model.unwrap_python_model().model_
+    return forecaster if forecaster.train_end_ < day else None
+
+
+def _staged_buffer(ctx: StepContext, model_name: str, day: date) -> Path:
+    """A fresh copy of the latest replay buffer before D, for this date's refresh.
+
+    Refreshing writes the buffer; staging it per date keeps a killed train step from
+    leaving a buffer that already claims day D, so a resumed run refreshes again cleanly.
+    """
+    root = ctx.settings.work_dir / "replay" / model_name
+    target = root / day.isoformat()
+    if target.exists():
+        shutil.rmtree(target)
+    earlier = (
+        sorted(p for p in root.glob("????-??-??") if p.name < day.isoformat())
+        if root.exists()
+        else []
+    )
+    if earlier:
+        shutil.copytree(earlier[-1], target)
+    return target
 
 
 def _evaluate(ctx: StepContext, paths: _Paths) -> dict[str, Any]:

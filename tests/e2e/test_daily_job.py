@@ -275,3 +275,22 @@ def test_schedule_once_runs_the_due_job(done_home: Path) -> None:
     listing = CliRunner().invoke(app, ["jobs"], env=_env(done_home))
     assert listing.exit_code == 0
     assert "daily" in listing.output
+
+
+def test_two_consecutive_dates_refresh_with_replay(raw: Path, tmp_path: Path) -> None:
+    home = _home(tmp_path / "refresh", raw)
+    settings = _settings(home, gate=GateSettings(wpe_limit=1.0))
+    first = jobs.daily_job(settings, business_date=pd.Timestamp("2024-05-14").date())
+    assert first.records["train"]["mode"] == "train"
+    second = jobs.daily_job(settings, business_date=pd.Timestamp("2024-05-15").date())
+    assert second.records["train"]["mode"] == "refresh"
+    assert "promote" in second.records["gate"]
+    assert (home / "data" / "replay" / "lgbm" / "2024-05-15" / "manifest.json").is_file()
+    registry.configure(settings.tracking_uri)
+    runs = mlflow.search_runs(experiment_names=["daily"], output_format="list")
+    train_modes = sorted(r.data.params.get("mode") for r in runs if r.info.run_name == "train")
+    assert train_modes == ["refresh", "train"]
+    gates = [r for r in runs if r.info.run_name == "gate" and r.data.tags["business_date"] == "2024-05-15"]
+    assert len(gates) == 1
+    assert "gate/promote" in gates[0].data.metrics
+    assert registry.list_versions().height == 2

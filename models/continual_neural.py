@@ -1,0 +1,172 @@
+"""Lightning fine-tuning for continual refresh (the neural half of :mod:`models.continual`).
+
+Fine-tunes ``NeuralForecaster.net_`` in place on the refresh windows, every window once per
+epoch, optionally after shrink-and-perturb; a callback scores fixed probes every few
+optimizer steps for the stability gap.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import lightning as L
+import numpy as np
+import polars as pl
+import torch
+
+from models.forecasters.base import HORIZON, Forecaster
+from models.forecasters.neural import KNOWN, STATIC, TiDENet, _Module
+
+if TYPE_CHECKING:
+    from models.continual import Probe, UpdateConfig
+
+
+# -- Lightning ---------------------------------------------------------------------------------
+
+
+def _neural_window_index(
+    model: Forecaster, panel: pl.DataFrame, windows: pl.DataFrame
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Dense arrays of the history and (series index, first-target index) per window."""
+    c = model.config
+    hist = panel.filter(~pl.col("is_future"))
+    start, end = hist["dt"].min(), hist["dt"].max()
+    pad_start = start - timedelta(days=c.lookback)  # type: ignore[operator]
+    series, arrays = model._arrays(hist, pad_start, (end - pad_start).days + 1)  # type: ignore[attr-defined,operator,union-attr]
+    w = windows.filter(pl.col("series_id").is_in(series.tolist()))
+    s = np.searchsorted(series, w["series_id"].to_numpy())
+    # The window ending at dt has its first target HORIZON-1 days earlier.
+    o = (w["dt"] - pad_start).dt.total_days().to_numpy() - (HORIZON - 1)
+    # A window needs at least one observed day in its lookback (its scale is a nanmean).
+    seen = np.concatenate(
+        [np.zeros((len(series), 1)), np.isfinite(arrays.y).cumsum(axis=1)], axis=1
+    )
+    inside = (o >= c.lookback) & (o < arrays.y.shape[1])
+    ok = np.zeros(len(o), dtype=bool)
+    ok[inside] = seen[s[inside], o[inside]] - seen[s[inside], o[inside] - c.lookback] > 0
+    return arrays, s[ok], o[ok]
+
+
+def update_neural(
+    model: Forecaster,
+    panel: pl.DataFrame,
+    windows: pl.DataFrame,
+    cfg: UpdateConfig,
+    probes: list[Probe],
+    *,
+    scratch: bool,
+) -> dict[str, Any]:
+    c = model.config
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(c.num_threads)
+    arrays, s, o = _neural_window_index(model, panel, windows)
+    if scratch:
+        model.net_ = TiDENet(c, len(KNOWN) + 7, [len(model.vocab_[k]) for k in STATIC])  # type: ignore[attr-defined]
+    elif cfg.shrink < 1 or cfg.perturb > 0:
+        with torch.no_grad():
+            for p in model.net_.parameters():  # type: ignore[attr-defined]
+                p.mul_(cfg.shrink).add_(cfg.perturb * torch.randn_like(p))
+    net = model.net_  # type: ignore[attr-defined]
+    net.train()
+    batches = _WindowBatches(arrays, s, o, c.lookback, cfg.batch_size, cfg.seed)
+    callbacks: list[L.Callback] = [_ProbeCallback(model, probes, cfg.probe_every)] if probes else []
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+    )
+    trainer.fit(
+        _Module(net, cfg.fine_tune_lr), torch.utils.data.DataLoader(batches, batch_size=None)
+    )
+    net.eval()
+    curve = callbacks[0].curve if callbacks else []  # type: ignore[attr-defined]
+    spent = callbacks[0].seconds if callbacks else 0.0  # type: ignore[attr-defined]
+    return {
+        "work": float(len(s) * cfg.epochs),
+        "rows": len(s),
+        "probe_curve": curve,
+        "probe_seconds": spent,
+    }
+
+
+class _WindowBatches(torch.utils.data.IterableDataset):
+    """Every refresh window once per epoch, shuffled with a per-epoch seed."""
+
+    def __init__(
+        self, arrays: Any, s: np.ndarray, o: np.ndarray, lookback: int, batch: int, seed: int
+    ) -> None:
+        self.arrays, self.s, self.o, self.lb, self.batch, self.seed = (
+            arrays,
+            s,
+            o,
+            lookback,
+            batch,
+            seed,
+        )
+
+    def __iter__(self) -> Any:
+        rng = np.random.default_rng(self.seed)
+        self.seed += 1
+        perm = rng.permutation(len(self.s))
+        for b0 in range(0, len(perm), self.batch):
+            idx = perm[b0 : b0 + self.batch]
+            yield self.arrays.window(self.s[idx], self.o[idx], self.lb, with_target=True)
+
+
+class _ProbeCallback(L.Callback):
+    """Probe WAPE every ``every`` optimizer steps, in eval mode, without gradients."""
+
+    def __init__(self, model: Forecaster, probes: list[Probe], every: int) -> None:
+        started = time.perf_counter()
+        self.model, self.every = model, every
+        self.curve: list[float] = []
+        self.tensors = [_neural_probe_tensors(model, p) for p in probes]
+        self.seconds = time.perf_counter() - started
+
+    def on_train_batch_end(self, trainer: Any, *_: Any) -> None:
+        if trainer.global_step % self.every:
+            return
+        started = time.perf_counter()
+        net = self.model.net_  # type: ignore[attr-defined]
+        net.eval()
+        scores = []
+        with torch.no_grad():
+            for inputs, scale, y, mask in self.tensors:
+                pred = (net(*inputs)[..., 0] * scale[:, None]).numpy()
+                pred = np.maximum(pred, 0) * self.model.bias_  # type: ignore[attr-defined]
+                scores.append(
+                    float(np.abs(pred - y)[mask].sum() / max(np.abs(y)[mask].sum(), 1e-9))
+                )
+        net.train()
+        self.curve.append(float(np.mean(scores)))
+        self.seconds += time.perf_counter() - started
+
+
+def _neural_probe_tensors(
+    model: Forecaster, probe: Probe
+) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+    c = model.config
+    start = probe.origin - timedelta(days=c.lookback - 1)
+    series, arrays = model._arrays(probe.panel, start, c.lookback + HORIZON)  # type: ignore[attr-defined]
+    y, so, known, static, scale = arrays.window(
+        np.arange(len(series)), np.full(len(series), c.lookback), c.lookback, with_target=False
+    )
+    days = [probe.origin + timedelta(days=h) for h in range(1, HORIZON + 1)]
+    grid = pl.DataFrame({"series_id": np.repeat(series, HORIZON), "dt": days * len(series)})
+    act = grid.join(probe.actuals, on=["series_id", "dt"], how="left", maintain_order="left")[
+        "actual"
+    ]
+    mask = act.is_not_null().to_numpy().reshape(len(series), HORIZON)
+    return (
+        (y, so, known, static),
+        scale,
+        act.fill_null(0).to_numpy().reshape(len(series), HORIZON),
+        mask,
+    )

@@ -1,0 +1,210 @@
+"""The replay buffer's invariants (property tests) and the update strategies on a tiny panel."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.continual import UpdateConfig, retrain_on_windows, update_model
+from models.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
+
+START = date(2024, 3, 28)
+
+
+def _keys(n_series: int, days: list[date], groups: int) -> pl.DataFrame:
+    """Window keys as ``window_keys`` returns them, for ``n_series`` series on ``days``."""
+    frame = pl.DataFrame(
+        {
+            "series_id": np.repeat(np.arange(n_series, dtype=np.int64) * 7 + 1, len(days)),
+            "dt": days * n_series,
+            "management_group_id": np.repeat(np.arange(n_series) % groups, len(days)),
+            "y": 1.0,
+        }
+    ).with_columns(pl.col("dt").cast(pl.Date))
+    return window_keys(frame, days=pl.lit(True), group_column="management_group_id")
+
+
+stream = st.fixed_dictionaries(
+    {
+        "n_series": st.integers(1, 25),
+        "groups": st.integers(1, 4),
+        "warm": st.integers(1, 10),
+        "steps": st.integers(1, 6),
+        "capacity": st.integers(1, 120),
+        "ratio": st.floats(0, 5),
+        "seed": st.integers(0, 2**16),
+        "mode": st.sampled_from(["stratified", "reservoir"]),
+    }
+)
+
+
+def _run(p: dict, *, check: bool) -> ReplayBuffer:
+    buf = ReplayBuffer(BufferConfig(capacity=p["capacity"], mode=p["mode"], seed=p["seed"]))
+    warm_days = [START + timedelta(days=i) for i in range(p["warm"])]
+    buf.add(_keys(p["n_series"], warm_days, p["groups"]))
+    for k in range(p["steps"]):
+        t = START + timedelta(days=p["warm"] + k)
+        new = _keys(p["n_series"], [t], p["groups"])
+        before = buf.windows_.select("series_id", "dt")
+        rs = refresh_set(buf, new, through=t, replay_ratio=p["ratio"])
+        if check:
+            fresh = rs.filter(~pl.col("replay")).select("series_id", "dt").sort("dt", "series_id")
+            # Every new window is in the refresh set, exactly once.
+            assert fresh.equals(new.select("series_id", "dt").sort("dt", "series_id"))
+            replayed = rs.filter(pl.col("replay")).select("series_id", "dt")
+            # Replay is exactly the seeded draw from the buffer as it was before the update.
+            expected = buf.sample(round(p["ratio"] * new.height), through=t)
+            assert replayed.sort("dt", "series_id").equals(expected.sort("dt", "series_id"))
+            assert replayed.join(before, on=["series_id", "dt"], how="anti").height == 0
+            assert replayed.n_unique() == replayed.height
+            # Nothing from the future: every window ends on or before t.
+            assert rs["dt"].max() <= t
+        buf.add(new)
+        if check:
+            assert len(buf) <= p["capacity"]
+            assert buf.windows_.n_unique(["series_id", "dt"]) == len(buf)
+    return buf
+
+
+@settings(max_examples=60, deadline=None)
+@given(stream)
+def test_refresh_set_is_new_plus_sampled_replay_and_buffer_bounded(p: dict) -> None:
+    _run(p, check=True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(stream)
+def test_buffer_is_reproducible_from_its_seed(p: dict) -> None:
+    a, b = _run(p, check=False), _run(p, check=False)
+    assert a.windows_.equals(b.windows_)
+    assert a.seen_ == b.seen_
+    t = START + timedelta(days=p["warm"] + p["steps"])
+    assert a.sample(10, through=t).equals(b.sample(10, through=t))
+
+
+def test_stratified_buffer_keeps_every_stratum_in_proportion() -> None:
+    days = [START + timedelta(days=i) for i in range(28)]
+    buf = ReplayBuffer(BufferConfig(capacity=200, seed=3)).add(_keys(40, days, 4))
+    share = buf.windows_.group_by("stratum").len()
+    # 4 groups x weekday/weekend = 8 strata, each near its share of 200 (weekends are 2/7).
+    assert share.height == 8
+    assert len(buf) == 200
+    weekend = share.filter(pl.col("stratum").str.ends_with("we"))["len"].sum()
+    assert abs(weekend - 200 * 8 / 28) <= 4
+
+
+def test_refresh_set_rejects_a_future_window() -> None:
+    buf = ReplayBuffer(BufferConfig(capacity=10))
+    late = _keys(3, [START + timedelta(days=5)], 1)
+    with pytest.raises(ValueError, match="future"):
+        refresh_set(buf, late, through=START + timedelta(days=4), replay_ratio=1.0)
+
+
+def test_buffer_persistence_round_trip_is_atomic(tmp_path: Path) -> None:
+    from pipelines.refresh import load_buffer, save_buffer
+
+    days = [START + timedelta(days=i) for i in range(10)]
+    buf = ReplayBuffer(BufferConfig(capacity=50, seed=11)).add(_keys(12, days, 3))
+    save_buffer(buf, tmp_path / "replay")
+    back = load_buffer(tmp_path / "replay")
+    assert back is not None
+    assert back.windows_.equals(buf.windows_)
+    assert (back.seen_, back.last_dt_, back.config) == (buf.seen_, buf.last_dt_, buf.config)
+    assert sorted(p.name for p in (tmp_path / "replay").iterdir()) == [
+        "manifest.json",
+        "windows.parquet",
+    ]
+    # The manifest is the commit point: a windows file that disagrees with it is refused.
+    buf.add(_keys(12, [START + timedelta(days=11)], 3))
+    from pipelines import io
+
+    io.write_parquet(buf.windows_.head(3), tmp_path / "replay" / "windows.parquet")
+    from pipelines.errors import DataError
+
+    with pytest.raises(DataError, match="inconsistent"):
+        load_buffer(tmp_path / "replay")
+
+
+# -- update strategies on a tiny simulated panel ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(sim_dir: Path) -> tuple[pl.DataFrame, object, date]:
+    from pipelines.forecast import make_panel
+    from pipelines.io import scan_split
+
+    history = scan_split(sim_dir, "train").drop("hours_sale", "hours_stock_status")
+    panel, spec = make_panel(history, None, target="censored")
+    t = panel["dt"].max() - timedelta(days=3)
+    return panel, spec, t
+
+
+def _fit(name: str, tiny: tuple) -> object:
+    from pipelines.forecast import fit_model
+
+    panel, spec, t = tiny
+    return fit_model(
+        name, panel.filter(pl.col("dt") <= t), spec, target="censored", profile="smoke"
+    )
+
+
+@pytest.mark.parametrize("strategy", ["continue", "refit"])
+def test_lgbm_update_returns_a_new_model_and_leaves_the_input_alone(
+    tiny: tuple, strategy: str
+) -> None:
+    panel, _, t = tiny
+    model = _fit("lgbm", tiny)
+    trees = model.boosters_[0].num_trees()
+    new = window_keys(
+        panel, days=pl.col("dt") == t + timedelta(days=1), group_column="management_group_id"
+    )
+    cfg = UpdateConfig(strategy=strategy, trees=10)
+    out, info = update_model(model, panel, new, through=t + timedelta(days=1), config=cfg)
+    assert model.boosters_[0].num_trees() == trees
+    assert out.boosters_[0].num_trees() == trees + (10 if strategy == "continue" else 0)
+    assert out.train_end_ == t + timedelta(days=1)
+    assert info["rows"] == 7 * new.height  # one stacked row per horizon
+
+
+def test_update_rejects_windows_after_through(tiny: tuple) -> None:
+    panel, _, t = tiny
+    model = _fit("lgbm", tiny)
+    late = window_keys(
+        panel, days=pl.col("dt") == t + timedelta(days=2), group_column="management_group_id"
+    )
+    with pytest.raises(ValueError, match="future"):
+        update_model(model, panel, late, through=t + timedelta(days=1))
+
+
+def test_neural_fine_tune_and_scratch_retrain(tiny: tuple) -> None:
+    import torch
+
+    panel, _, t = tiny
+    model = _fit("neural", tiny)
+    before = [p.detach().clone() for p in model.net_.parameters()]
+    new = window_keys(
+        panel, days=pl.col("dt") == t + timedelta(days=1), group_column="management_group_id"
+    )
+    out, info = update_model(
+        model, panel, new, through=t + timedelta(days=1), config=UpdateConfig(epochs=1)
+    )
+    assert all(torch.equal(a, b) for a, b in zip(before, model.net_.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before, out.net_.parameters(), strict=True))
+    assert info["work"] == new.height
+    scratch, _ = retrain_on_windows(model, panel, new, through=t + timedelta(days=1))
+    assert (
+        scratch.predict(panel.filter(pl.col("dt") <= t + timedelta(days=1)).pipe(_cut, t)).height
+        > 0
+    )
+
+
+def _cut(panel: pl.DataFrame, origin: date) -> pl.DataFrame:
+    from models.forecasters.base import with_origin
+
+    return with_origin(panel, origin)

@@ -1,0 +1,173 @@
+"""A smoke-size run of the continual protocol, the no-leakage rule, and the refresh job."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.continual import ARMS, ContinualConfig, evaluate_continual, load_history
+from pipelines.continual_report import write_report
+
+SMOKE = ContinualConfig(warm_days=35, steps=2, profile="smoke", probe_weeks=1, probe_series=30)
+
+
+@pytest.fixture(scope="module")
+def protocol_rows(sim_dir: Path) -> list[dict]:
+    return evaluate_continual(sim_dir, warm_days=35, models=("lgbm", "neural"), config=SMOKE)
+
+
+def test_protocol_writes_step_and_summary_rows(protocol_rows: list[dict], tmp_path: Path) -> None:
+    steps = [r for r in protocol_rows if r["scope"] == "step"]
+    assert {(r["model"], r["arm"]) for r in steps} == {
+        (m, a) for m in ("lgbm", "neural") for a in ARMS
+    }
+    assert len(steps) == 2 * len(ARMS) * 2
+    for r in steps:
+        assert r["task"] == "continual"
+        assert r["method"] == f"{r['model']}/{r['arm']}"
+        for key in (
+            "acc",
+            "wpe",
+            "wape",
+            "probe_wape",
+            "forgetting",
+            "stability_gap",
+            "seconds",
+            "work",
+            "peak_mb",
+        ):
+            assert key in r
+        assert 0 < r["wape"] < 5
+    summary = {r["method"]: r for r in protocol_rows if r["scope"] == "summary"}
+    assert set(summary) == {f"{m}/{a}" for m in ("lgbm", "neural") for a in ARMS}
+    assert summary["lgbm/A1"]["work_ratio"] == pytest.approx(1.0)
+    assert summary["lgbm/A0"]["work"] == 0
+    # A replay update is cheaper than a full retrain, in compute units, on any machine.
+    assert summary["lgbm/A3"]["work_ratio"] < 1
+    assert "meets_wape_ratio" in summary["lgbm/A3"]
+    paths = write_report(protocol_rows, tmp_path / "c.json")
+    rows = json.loads(paths["json"].read_text())
+    assert len(rows) == len(protocol_rows)
+    assert paths["plot"].stat().st_size > 1000
+
+
+def test_no_training_window_ends_after_its_origin(protocol_rows: list[dict]) -> None:
+    for r in protocol_rows:
+        if r["scope"] == "step":
+            assert r["train_max_dt"] <= r["origin"], r["method"]
+    # A full retrain at t uses every day through t; an update adds exactly day t.
+    for r in protocol_rows:
+        if r["scope"] == "step" and r["arm"] in ("A1", "A2", "A3"):
+            assert r["train_max_dt"] == r["origin"]
+
+
+def test_precomputed_panel_forecasts_equal_a_panel_built_from_the_past_only(sim_dir: Path) -> None:
+    """The protocol builds features once; at origin t they must not read anything after t."""
+    from models.forecasters.base import with_origin
+    from pipelines.forecast import fit_model, make_panel
+
+    daily = load_history(sim_dir, series=None).collect()
+    full, spec = make_panel(daily.lazy(), None, target="censored")
+    t = full["dt"].max() - timedelta(days=10)
+    model = fit_model(
+        "lgbm", full.filter(pl.col("dt") <= t), spec, target="censored", profile="smoke"
+    )
+    shared = model.predict(with_origin(full, t))
+    past = daily.filter(pl.col("dt") <= t).lazy()
+    future = daily.filter((pl.col("dt") > t) & (pl.col("dt") <= t + timedelta(days=7)))
+    # Destroy every realised value after t: a leak would change the forecast.
+    future = future.with_columns(
+        pl.lit(1e6).alias("sale_amount"), pl.lit(16, dtype=pl.Int32).alias("stock_hour6_22_cnt")
+    )
+    alone, _ = make_panel(past, future.lazy(), target="censored")
+    own = model.predict(alone)
+    assert shared.sort("series_id", "dt").equals(own.sort("series_id", "dt"))
+
+
+def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
+    sim_dir: Path, tmp_path: Path
+) -> None:
+    from pipelines.forecast import fit_model, make_panel
+    from pipelines.refresh import refresh_model
+
+    daily = load_history(sim_dir, series=None).collect()
+    first = daily["dt"].min()
+    t = first + timedelta(days=34)
+    panel, spec = make_panel(daily.filter(pl.col("dt") <= t).lazy(), None, target="censored")
+    model = fit_model("lgbm", panel, spec, target="censored", profile="smoke")
+    through: date = t + timedelta(days=1)
+    a = refresh_model(model, daily, through=through, buffer_dir=tmp_path / "a", seed=1)
+    b = refresh_model(
+        model,
+        daily.filter(pl.col("dt") <= through),
+        through=through,
+        buffer_dir=tmp_path / "b",
+        seed=1,
+    )
+    assert a is not model
+    assert a.train_end_ == through
+    assert a.boosters_[0].model_to_string() == b.boosters_[0].model_to_string()
+    log = a.refresh_log_[-1]
+    assert log["pre_wape"] > 0  # the prequential drift signal was measured
+    assert "needs_retrain" in log
+    assert log["new_windows"] == daily.filter(pl.col("dt") == through).height
+    assert (tmp_path / "a" / "manifest.json").is_file()
+    # Same day again: nothing new, the model comes back unchanged.
+    assert refresh_model(a, daily, through=through, buffer_dir=tmp_path / "a") is a
+
+
+def test_cli_evaluate_continual_and_refresh(
+    sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from pipelines.forecast import fit_model, make_panel, save_model
+
+    monkeypatch.setenv("FRESHCAST_HOME", str(tmp_path))
+    monkeypatch.delenv("FRESHCAST_TRACKING_URI", raising=False)
+    runner = CliRunner()
+    out = tmp_path / "c.json"
+    args = [
+        "evaluate",
+        "continual",
+        "--data",
+        str(sim_dir),
+        "--out",
+        str(out),
+        "--models",
+        "lgbm",
+        "--warm-days",
+        "35",
+        "--steps",
+        "1",
+        "--profile",
+        "smoke",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert {r["scope"] for r in json.loads(out.read_text())} == {"warm", "step", "summary"}
+    assert out.with_suffix(".png").is_file()
+
+    daily = load_history(sim_dir, series=None).collect()
+    t = daily["dt"].min() + timedelta(days=34)
+    panel, spec = make_panel(daily.filter(pl.col("dt") <= t).lazy(), None, target="censored")
+    model_path = save_model(
+        fit_model("lgbm", panel, spec, target="censored", profile="smoke"), tmp_path / "m.pkl"
+    )
+    through = (t + timedelta(days=2)).isoformat()
+    result = runner.invoke(
+        app, ["refresh", "--data", str(sim_dir), "--through", through, "--model", str(model_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "models" / through / "refreshed.pkl").is_file()
+    assert (tmp_path / "data" / "replay" / "lgbm" / "manifest.json").is_file()
+    bad = runner.invoke(
+        app, ["evaluate", "continual", "--data", str(sim_dir), "--out", str(out), "--models", "ssa"]
+    )
+    assert bad.exit_code == 1
+    assert "--models" in bad.output
