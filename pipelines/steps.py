@@ -8,10 +8,12 @@ first unfinished step, and a finished date is a no-op unless forced.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +63,15 @@ class JobResult:
     records: dict[str, dict[str, Any]]
 
 
+def _log_event(settings: Settings, **fields: Any) -> None:
+    """Append one JSON line to ``data/logs/jobs.jsonl``: the machine-readable job log."""
+    path = settings.work_dir / "logs" / "jobs.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    event = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
+    with path.open("a") as fh:  # one short append per event; a crash loses at most that line
+        fh.write(json.dumps(event, default=str) + "\n")
+
+
 def run_job(
     settings: Settings,
     *,
@@ -107,6 +118,7 @@ def _run_locked(
             console.print(f"{label}: done earlier, skipped")
             continue
         row = history.start_step(db, job=job, business_date=business_date, step=step.name)
+        _log_event(settings, job=job, business_date=business_date, step=step.name, status="running")
         started = time.perf_counter()
         try:
             with console.status(f"{label} running…"):
@@ -114,11 +126,28 @@ def _run_locked(
         except BaseException as exc:
             message = str(exc).strip() or type(exc).__name__
             history.end_step(db, row, status="failed", error=message[:2000])
+            _log_event(
+                settings,
+                job=job,
+                business_date=business_date,
+                step=step.name,
+                status="failed",
+                seconds=round(time.perf_counter() - started, 3),
+                error=message[:2000],
+            )
             console.print(f"{label}: [red]failed[/] after {time.perf_counter() - started:.1f}s")
             raise
         record = {**record, "seconds": round(time.perf_counter() - started, 3)}
         io.write_json(record, marker)
         history.end_step(db, row, status="done")
+        _log_event(
+            settings,
+            job=job,
+            business_date=business_date,
+            step=step.name,
+            status="done",
+            seconds=record["seconds"],
+        )
         ctx.records[step.name] = record
         console.print(f"{label}: done in {record['seconds']:.1f}s", highlight=False)
     io.write_json({"steps": [s.name for s in steps]}, done_marker)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,16 @@ def test_failure_is_recorded_and_the_next_run_resumes(settings) -> None:
     failed = hist.filter(hist["status"] == "failed")
     assert failed["step"].to_list() == ["b"]
     assert failed["error"].to_list() == ["b broke"]
+    events = [
+        json.loads(line)
+        for line in (settings.work_dir / "logs" / "jobs.jsonl").read_text().splitlines()
+    ]
+    assert [(e["step"], e["status"]) for e in events] == [
+        ("a", "running"),
+        ("a", "done"),
+        ("b", "running"),
+        ("b", "failed"),
+    ]
     result = run_job(
         settings, job="t", business_date="2024-06-02", steps=_counting_steps(calls, fail_on)
     )
