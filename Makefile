@@ -1,5 +1,7 @@
 # freshcast: `make run` runs the daily job on the embedded default; `make test` runs all tests.
 SHELL := /bin/bash
+# OpenMP threads that spin while waiting stall LightGBM on a busy 2-core machine.
+export OMP_WAIT_POLICY ?= PASSIVE
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

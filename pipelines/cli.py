@@ -229,5 +229,264 @@ def schedule(
 # -- commands added by later stages go below this line ------------------------------------
 
 
+@app.command()
+@handle_errors
+def refresh(
+    data: DataDir,
+    through: Annotated[
+        datetime, typer.Option(formats=["%Y-%m-%d"], help="Business date: learn days up to it.")
+    ],
+    model_path: Annotated[
+        Path | None,
+        typer.Option("--model", help="A model file to refresh instead of the registry champion."),
+    ] = None,
+) -> None:
+    """Update the champion (or --model) with replay through DATE; write the refreshed model."""
+    from pipelines.refresh import refresh as run_refresh
+
+    _, info = run_refresh(_settings(data), data, through.date(), model_path=model_path)
+    if not info.get("new_windows"):
+        console.print(f"nothing new through {through.date()}: the model is up to date")
+        return
+    console.print(
+        f"refreshed on {info['new_windows']:,} new and {info['replay_windows']:,} replay windows "
+        f"in {info['seconds']:.1f}s; wrote {info['path']}"
+    )
+    if info.get("needs_retrain"):
+        console.print(f"a full retrain is due ({info['reason']}): run `freshcast train`")
+
+
+@evaluate_app.command("continual")
+@handle_errors
+def evaluate_continual_cmd(
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="JSON file for the rows; the plot goes beside it.")],
+    warm_days: Annotated[int, typer.Option(min=35, help="Days in the warm start.")] = 56,
+    seeds: Annotated[int, typer.Option(min=1, help="Repeats with seeds 0..N-1.")] = 1,
+    series: Annotated[
+        int | None, typer.Option(min=1, help="Run on a random subset of this many series.")
+    ] = None,
+    models: Annotated[str, typer.Option(help="Comma-separated: lgbm, neural.")] = "lgbm,neural",
+    steps: Annotated[
+        int | None, typer.Option(min=1, help="At most this many daily steps (default: all).")
+    ] = None,
+    target: Annotated[str, typer.Option(help="censored, or recovered (runs stage 1).")] = "censored",
+    profile: Annotated[str, typer.Option(help="bench (default), default or smoke.")] = "bench",
+) -> None:
+    """Compare refresh strategies (A0 frozen .. A4 buffer-only) day by day; write JSON + PNG."""
+    from pipelines.continual import ContinualConfig, evaluate_continual
+    from pipelines.continual_report import format_summary, log_to_mlflow, write_report
+
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    if not set(names) <= {"lgbm", "neural"} or not names:
+        raise FreshcastError(f"--models takes lgbm and/or neural, got {models!r}")
+    if target not in ("censored", "recovered"):
+        raise FreshcastError(f"--target is censored or recovered, got {target!r}")
+    if profile not in ("bench", "default", "smoke"):
+        raise FreshcastError(f"--profile is bench, default or smoke, got {profile!r}")
+    config = ContinualConfig(warm_days=warm_days, steps=steps, target=target, profile=profile)  # type: ignore[arg-type]
+    rows = evaluate_continual(
+        data, warm_days=warm_days, seeds=seeds, series=series, models=names, config=config,
+        progress=err_console.print,
+    )
+    paths = write_report(rows, out)
+    console.print(format_summary(rows))
+    settings = _settings(data)
+    if os.environ.get("FRESHCAST_TRACKING_URI"):
+        run_id = log_to_mlflow(rows, paths, settings.tracking_uri, settings.mlruns_dir / "artifacts")
+        console.print(f"logged to MLflow run {run_id}")
+    console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+@app.command()
+@handle_errors
+def train(
+    data: DataDir,
+    model: Annotated[
+        str, typer.Option(help="lgbm, neural, ensemble, ssa, seasonal_naive or moving_average.")
+    ] = "lgbm",
+    target: Annotated[
+        str, typer.Option(help="recovered (stage-1 demand) or censored (sale_amount).")
+    ] = "recovered",
+    out: Annotated[
+        Path | None, typer.Option(help="Model file (default data/models/<model>-<target>.pkl).")
+    ] = None,
+    profile: Annotated[str, typer.Option(help="default, or smoke (tiny, for tests).")] = "default",
+) -> None:
+    """Train a 7-day forecaster on the whole train split and save it atomically."""
+    from models.forecasters import MODEL_NAMES
+    from pipelines.forecast import run_train
+
+    if model not in MODEL_NAMES:
+        raise FreshcastError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if target not in ("recovered", "censored"):
+        raise FreshcastError(f"unknown target {target!r}; choose recovered or censored")
+    if profile not in ("default", "smoke"):
+        raise FreshcastError(f"unknown profile {profile!r}; choose default or smoke")
+    _, info = run_train(data, model, target, out, profile=profile)  # type: ignore[arg-type]
+    console.print(
+        f"trained {info['model']} on {info['target']} ({info['train_start']} to "
+        f"{info['train_end']}) in {info['seconds']:.1f} s: {info['path']}",
+        highlight=False,
+    )
+
+
+@app.command()
+@handle_errors
+def forecast(
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="Parquet file to write the forecast to.")],
+    model_uri: Annotated[
+        Path, typer.Option("--model-uri", help="A model file written by `freshcast train`.")
+    ] = Path("data/models/lgbm-recovered.pkl"),
+) -> None:
+    """Forecast the eval days of every series in eval.parquet, using eval's covariates."""
+    from pipelines.forecast import run_forecast
+
+    path = run_forecast(data, model_uri, out)
+    console.print(f"wrote forecast: {path}", highlight=False)
+
+
+@evaluate_app.command("forecast")
+@handle_errors
+def evaluate_forecast_cmd(
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="JSON file to write the metric rows to.")],
+    folds: Annotated[int, typer.Option(min=1, help="Rolling origins, one week apart.")] = 1,
+    series: Annotated[
+        int | None, typer.Option(min=1, help="Score a random subset of this many series.")
+    ] = None,
+    models: Annotated[
+        str, typer.Option(help="Comma-separated model names (default: all).")
+    ] = "lgbm,neural,ensemble,ssa,seasonal_naive,moving_average",
+    targets: Annotated[str, typer.Option(help="Comma-separated targets.")] = "recovered,censored",
+    profile: Annotated[str, typer.Option(help="default, or smoke (tiny, for tests).")] = "default",
+) -> None:
+    """Score forecasters with the published protocol, on both targets, in one run."""
+    from models.forecasters import MODEL_NAMES
+    from pipelines.evaluate_forecast import run_evaluate_forecast
+
+    names = tuple(m.strip() for m in models.split(",") if m.strip())
+    bad = [m for m in names if m not in MODEL_NAMES]
+    if bad or not names:
+        raise FreshcastError(f"unknown model(s) {bad}; choose from {', '.join(MODEL_NAMES)}")
+    tgts = tuple(t.strip() for t in targets.split(",") if t.strip())
+    if not tgts or any(t not in ("recovered", "censored") for t in tgts):
+        raise FreshcastError("targets must be recovered and/or censored")
+    path, rows = run_evaluate_forecast(
+        data, out=out, models=names, targets=tgts, folds=folds, series=series, profile=profile  # type: ignore[arg-type]
+    )
+    for r in rows:
+        if r["scope"] == "clean" and r.get("fold", "mean") == "mean":
+            console.print(
+                f"{r['method']:>15} {r['target']:>9}  acc {r.get('acc', float('nan')):.4f}  "
+                f"wpe {r.get('wpe', float('nan')):+.4f}  cover {r.get('coverage_p10_p90', float('nan')):.3f}",
+                highlight=False,
+            )
+    console.print(f"wrote {len(rows)} rows: {path}", highlight=False)
+
+
+
+@app.command()
+@handle_errors
+def recover(
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="Parquet file to write the recovered frame to.")],
+    method: Annotated[
+        str, typer.Option(help="Recovery method: lgbm (default), profile or neural.")
+    ] = "lgbm",
+) -> None:
+    """Recover latent demand in stockout hours of the train split; write it atomically."""
+    from models.recovery import METHODS
+    from pipelines.recover import run_recover
+
+    if method not in METHODS:
+        raise FreshcastError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    info = run_recover(data, method, out)
+    console.print(
+        f"recovered {info['rows']:,} rows ({info['series']:,} series, "
+        f"{info['imputed_hours']:,} stockout hours) with {method} in {info['seconds']:.1f} s "
+        f"(read {info['seconds_read']:.1f}, recover {info['seconds_recover']:.1f}, "
+        f"write {info['seconds_write']:.1f}): {info['out']}",
+        highlight=False,
+    )
+
+
+@evaluate_app.command("recovery")
+@handle_errors
+def evaluate_recovery_cmd(
+    data: DataDir,
+    out: Annotated[Path, typer.Option(help="JSON file to write the metric rows to.")],
+    missing_rate: Annotated[
+        list[float] | None,
+        typer.Option(help="Share of business hours to hide; repeat for several (default 0.3)."),
+    ] = None,
+    method: Annotated[
+        str, typer.Option(help="all, or comma-separated from zero_fill, profile, lgbm, neural.")
+    ] = "all",
+    series: Annotated[
+        int | None, typer.Option(min=1, help="Score a random subsample of this many series.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the masks and the subsample.")] = 0,
+) -> None:
+    """Masking protocol (uniform and demand-dependent masks), truth and decoupling scores."""
+    from pipelines.evaluate_recovery import resolve_methods, run_evaluate_recovery
+
+    rows = run_evaluate_recovery(
+        data,
+        out,
+        methods=resolve_methods(method),
+        rates=tuple(missing_rate or (0.3,)),
+        series=series,
+        seed=seed,
+    )
+    for row in rows:
+        metrics = {k: row[k] for k in ("wape", "wpe", "hourly_wape", "decoupling") if k in row}
+        shown = "  ".join(
+            f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()
+        )
+        rate = f" rate={row['missing_rate']}" if "missing_rate" in row else ""
+        console.print(f"{row['method']:>10} {row['target']:>6} {row['scope']:<16}{rate}  {shown}")
+    console.print(f"wrote {len(rows)} rows: {out}", highlight=False)
+
+
+@app.command()
+@handle_errors
+def ui(
+    host: Annotated[
+        str, typer.Option(help="Address to serve on (localhost by default).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
+) -> None:
+    """Serve the Streamlit app (data, stockouts, forecasts, models, jobs) on HOST:PORT."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "app" / "streamlit_app.py"
+    if not script.is_file():
+        raise FreshcastError(f"the app is missing: {script}")
+    console.print(f"freshcast UI: http://{host}:{port}  (Ctrl+C to stop)")
+    cmd = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+        "--theme.primaryColor",
+        "#2a9d8f",
+    ]
+    raise typer.Exit(subprocess.call(cmd))
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,206 @@
+"""A global LightGBM forecaster, direct multi-horizon over a horizon-stacked frame.
+
+Strategy (chosen by measurement, see benchmarks/forecast.py): *direct*, not recursive. For
+a target day t and horizon h, the origin-role features are read at day t-h+1 (they describe
+the series up to day t-h, the forecast origin), the target-day features at day t itself, and
+``horizon`` is a feature. One model serves all 7 horizons (``strategy="global"``) or one
+model per horizon (``strategy="per_horizon"``). Recursion is avoided because it needs the
+feature code inside the model and compounds its own errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Literal
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from models.forecasters.base import HORIZON, Forecaster, last_history_day
+
+
+@dataclass(frozen=True)
+class LGBMConfig:
+    """LightGBM options. ``origin_features``/``target_day_features``/``categorical`` name
+    the panel columns by role (the pipeline's FeatureSpec fills them in)."""
+
+    origin_features: tuple[str, ...] = ()
+    target_day_features: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    objective: Literal["tweedie", "poisson", "l2", "l1"] = "tweedie"
+    tweedie_variance_power: float = 1.2
+    strategy: Literal["global", "per_horizon"] = "global"
+    n_estimators: int = 300
+    learning_rate: float = 0.08
+    num_leaves: int = 127
+    min_child_samples: int = 100
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.7
+    train_days: int = 56
+    row_fraction: float = 0.08
+    max_bin: int = 63
+    num_threads: int = 2
+    seed: int = 0
+    debias: bool = False
+    extra_params: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.row_fraction <= 1:
+            raise ValueError("row_fraction must be in (0, 1]")
+        if self.n_estimators < 1 or self.train_days < 1:
+            raise ValueError("n_estimators and train_days must be >= 1")
+
+
+def stack_horizons(
+    panel: pl.DataFrame,
+    *,
+    origin_features: tuple[str, ...],
+    keep: tuple[str, ...],
+    horizons: range,
+    target_rows: pl.Expr,
+    fraction: float = 1.0,
+    seed: int = 0,
+) -> pl.DataFrame:
+    """One row per (target day, horizon): origin features shifted ``h - 1`` days forward.
+
+    Reads ``series_id``, ``dt`` (panel sorted by series and day); returns the rows selected
+    by ``target_rows`` for every horizon (a hashed ``fraction`` of them), with ``horizon``
+    added. The shift is the leakage guard: at horizon h the origin features come from day
+    t-h+1, which only saw targets up to day t-h. A whole-column shift masked to the same
+    series and exactly h-1 days earlier is much faster than a per-group shift, and a gap in
+    a series' days gives nulls instead of a wrong day.
+    """
+    parts = []
+    for h in horizons:
+        lag = h - 1
+        same = (pl.col("series_id").shift(lag) == pl.col("series_id")) & (
+            (pl.col("dt") - pl.col("dt").shift(lag)).dt.total_days() == lag
+        )
+        rows = target_rows
+        if fraction < 1:
+            # Sample before stacking so 7 full copies of the panel never exist in memory.
+            bucket = pl.struct("series_id", "dt").hash(seed=seed + h) % 1_000_000
+            rows = rows & (bucket < int(fraction * 1_000_000))
+        part = (
+            panel.lazy()
+            .select(
+                *keep,
+                *(pl.when(same).then(pl.col(c).shift(lag)).alias(c) for c in origin_features),
+                pl.lit(h, dtype=pl.Int32).alias("horizon"),
+                rows.alias("_keep"),
+            )
+            .filter(pl.col("_keep"))
+            .drop("_keep")
+        )
+        parts.append(part)
+    return pl.concat(parts, how="vertical").collect()
+
+
+class LGBMForecaster(Forecaster):
+    """Global LightGBM, direct over 7 horizons. Fitted: ``boosters_`` (one, or one per horizon)."""
+
+    name = "lgbm"
+
+    def _feature_names(self, panel: pl.DataFrame) -> list[str]:
+        c = self.config
+        return [*c.origin_features, *c.target_day_features, *c.categorical, "horizon"]
+
+    def _params(self) -> dict[str, object]:
+        c = self.config
+        params: dict[str, object] = {
+            "objective": {"l2": "regression", "l1": "regression_l1"}.get(c.objective, c.objective),
+            "learning_rate": c.learning_rate,
+            "num_leaves": c.num_leaves,
+            "min_child_samples": c.min_child_samples,
+            "feature_fraction": c.feature_fraction,
+            "bagging_fraction": c.bagging_fraction,
+            "bagging_freq": 1 if c.bagging_fraction < 1 else 0,
+            "max_bin": c.max_bin,
+            "num_threads": c.num_threads,
+            "seed": c.seed,
+            "verbose": -1,
+            "max_cat_to_onehot": 8,
+            "cat_smooth": 20.0,
+        }
+        if c.objective == "tweedie":
+            params["tweedie_variance_power"] = c.tweedie_variance_power
+        params.update(c.extra_params)
+        return params
+
+    def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
+        return frame.select(pl.col(n).cast(pl.Float32) for n in self.feature_names_).to_numpy()
+
+    def _fit_core(self, panel: pl.DataFrame) -> None:
+        c = self.config
+        origin = last_history_day(panel)
+        first = origin - timedelta(days=c.train_days - 1)
+        keep = ("series_id", "dt", "y", *c.target_day_features, *c.categorical)
+        rows = ~pl.col("is_future") & (pl.col("dt") >= first) & pl.col("y").is_not_null()
+        # Only rows that can anchor a training target are needed (cheaper stacking).
+        near = panel.filter(pl.col("dt") >= first - timedelta(days=HORIZON - 1)).sort(
+            "series_id", "dt"
+        )
+        train = stack_horizons(
+            near,
+            origin_features=c.origin_features,
+            keep=keep,
+            horizons=range(1, HORIZON + 1),
+            target_rows=rows,
+            fraction=c.row_fraction,
+            seed=c.seed,
+        )
+        cats = [self.feature_names_.index(n) for n in c.categorical]
+        groups = (
+            [train]
+            if c.strategy == "global"
+            else [train.filter(pl.col("horizon") == h) for h in range(1, HORIZON + 1)]
+        )
+        self.boosters_ = []
+        for g in groups:
+            data = lgb.Dataset(
+                self._matrix(g),
+                label=g["y"].to_numpy(),
+                feature_name=self.feature_names_,
+                categorical_feature=cats,
+                free_raw_data=True,
+            )
+            self.boosters_.append(lgb.train(self._params(), data, num_boost_round=c.n_estimators))
+        self.train_rows_ = train.height
+
+    def _predict_point(self, panel: pl.DataFrame) -> pl.DataFrame:
+        c = self.config
+        origin = last_history_day(panel)
+        keep = ("series_id", "dt", *c.target_day_features, *c.categorical)
+        # Forecast days only: the first one (origin + 1) anchors every horizon.
+        fut = stack_horizons(
+            panel.filter(pl.col("dt") > origin).sort("series_id", "dt"),
+            origin_features=c.origin_features,
+            keep=keep,
+            horizons=range(1, HORIZON + 1),
+            target_rows=pl.lit(True),
+        ).filter(
+            # Each forecast day is read once, at its own horizon from the origin.
+            (pl.col("dt") - pl.lit(origin)).dt.total_days() == pl.col("horizon")
+        )
+        yhat: np.ndarray = np.zeros(fut.height)
+        if len(self.boosters_) == 1:
+            yhat = np.asarray(
+                self.boosters_[0].predict(self._matrix(fut), num_threads=c.num_threads)
+            )
+        else:
+            h = fut["horizon"].to_numpy()
+            x = self._matrix(fut)
+            for i, booster in enumerate(self.boosters_):
+                mask = h == i + 1
+                if mask.any():
+                    yhat[mask] = booster.predict(x[mask], num_threads=c.num_threads)
+        return fut.select("series_id", "dt").with_columns(pl.Series("yhat", np.maximum(yhat, 0.0)))
+
+    def feature_importance(self) -> pl.DataFrame:
+        """Gain importance of each feature, summed over boosters."""
+        gain = sum(b.feature_importance("gain") for b in self.boosters_)
+        return pl.DataFrame({"feature": self.feature_names_, "gain": gain}).sort(
+            "gain", descending=True
+        )
