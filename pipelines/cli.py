@@ -270,7 +270,9 @@ def evaluate_continual_cmd(
     steps: Annotated[
         int | None, typer.Option(min=1, help="At most this many daily steps (default: all).")
     ] = None,
-    target: Annotated[str, typer.Option(help="censored, or recovered (runs stage 1).")] = "censored",
+    target: Annotated[
+        str, typer.Option(help="censored, or recovered (runs stage 1).")
+    ] = "censored",
     profile: Annotated[str, typer.Option(help="bench (default), default or smoke.")] = "bench",
 ) -> None:
     """Compare refresh strategies (A0 frozen .. A4 buffer-only) day by day; write JSON + PNG."""
@@ -286,14 +288,21 @@ def evaluate_continual_cmd(
         raise FreshcastError(f"--profile is bench, default or smoke, got {profile!r}")
     config = ContinualConfig(warm_days=warm_days, steps=steps, target=target, profile=profile)  # type: ignore[arg-type]
     rows = evaluate_continual(
-        data, warm_days=warm_days, seeds=seeds, series=series, models=names, config=config,
+        data,
+        warm_days=warm_days,
+        seeds=seeds,
+        series=series,
+        models=names,
+        config=config,
         progress=err_console.print,
     )
     paths = write_report(rows, out)
     console.print(format_summary(rows))
     settings = _settings(data)
     if os.environ.get("FRESHCAST_TRACKING_URI"):
-        run_id = log_to_mlflow(rows, paths, settings.tracking_uri, settings.mlruns_dir / "artifacts")
+        run_id = log_to_mlflow(
+            rows, paths, settings.tracking_uri, settings.mlruns_dir / "artifacts"
+        )
         console.print(f"logged to MLflow run {run_id}")
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")
 
@@ -374,7 +383,13 @@ def evaluate_forecast_cmd(
     if not tgts or any(t not in ("recovered", "censored") for t in tgts):
         raise FreshcastError("targets must be recovered and/or censored")
     path, rows = run_evaluate_forecast(
-        data, out=out, models=names, targets=tgts, folds=folds, series=series, profile=profile  # type: ignore[arg-type]
+        data,
+        out=out,
+        models=names,
+        targets=tgts,
+        folds=folds,
+        series=series,
+        profile=profile,  # type: ignore[arg-type]
     )
     for r in rows:
         if r["scope"] == "clean" and r.get("fold", "mean") == "mean":
@@ -384,7 +399,6 @@ def evaluate_forecast_cmd(
                 highlight=False,
             )
     console.print(f"wrote {len(rows)} rows: {path}", highlight=False)
-
 
 
 @app.command()

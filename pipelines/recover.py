@@ -15,21 +15,11 @@ import polars as pl
 from models.recovery import DEFAULT_METHOD, DayBlock, Recoverer, make_recoverer
 from pipelines.errors import DataError
 from pipelines.io import scan_split, write_parquet
-from pipelines.schema import HOURS, RECOVERED_SCHEMA, add_series_id
+from pipelines.schema import COVARIATE_COLUMNS, HOURS, RECOVERED_SCHEMA, add_series_id
 
 # Daily covariates handed to the recoverers as context (hierarchy for pooling, then
 # the known covariates the learned methods use).
-CONTEXT_COLUMNS: tuple[str, ...] = (
-    "product_id",
-    "third_category_id",
-    "discount",
-    "holiday_flag",
-    "activity_flag",
-    "precpt",
-    "avg_temperature",
-    "avg_humidity",
-    "avg_wind_level",
-)
+CONTEXT_COLUMNS: tuple[str, ...] = ("product_id", "third_category_id", *COVARIATE_COLUMNS)
 _NEEDED = ("store_id", "product_id", "dt", "hours_sale", "hours_stock_status")
 
 

@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import polars as pl
 
+from models.columns import COVARIATE_COLUMNS, FLAG_COLUMNS, HIERARCHY_COLUMNS, WEATHER_COLUMNS
+
+__all__ = ["COVARIATE_COLUMNS", "FLAG_COLUMNS", "HIERARCHY_COLUMNS", "WEATHER_COLUMNS"]
+
 HOURS = 24
 # The published stockout count covers business hours 6..21 (Python slice 6:22).
 BUSINESS_HOURS = range(6, 22)
 
 KEY_COLUMNS: tuple[str, ...] = ("store_id", "product_id", "dt")
-HIERARCHY_COLUMNS: tuple[str, ...] = (
-    "city_id",
-    "store_id",
-    "management_group_id",
-    "first_category_id",
-    "second_category_id",
-    "third_category_id",
-    "product_id",
-)
-FLAG_COLUMNS: tuple[str, ...] = ("holiday_flag", "activity_flag")
-WEATHER_COLUMNS: tuple[str, ...] = ("precpt", "avg_temperature", "avg_humidity", "avg_wind_level")
-# Known-future covariates: published for the forecast days in eval.parquet.
-COVARIATE_COLUMNS: tuple[str, ...] = ("discount", *FLAG_COLUMNS, *WEATHER_COLUMNS)
-
 RAW_SCHEMA: dict[str, pl.DataType] = {
     "city_id": pl.Int64(),
     "store_id": pl.Int64(),

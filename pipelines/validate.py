@@ -274,7 +274,7 @@ def _invariant_breaks(name: str, frame: pl.DataFrame) -> list[Finding]:
     sorted_frame = frame.sort(["store_id", "product_id", "dt"])
     series_dt = pl.col("dt").str.to_date("%Y-%m-%d")
     gaps = sorted_frame.filter(
-        (series_dt.diff().over(["store_id", "product_id"]).dt.total_days() > 1)
+        series_dt.diff().over(["store_id", "product_id"]).dt.total_days() > 1
     )
     if gaps.height:
         examples = gaps.head(MAX_EXAMPLES).select(pl.col("_row").alias("row"), *keys).to_dicts()

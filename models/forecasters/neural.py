@@ -19,26 +19,11 @@ import polars as pl
 import torch
 from torch import nn
 
+from models.columns import COVARIATE_COLUMNS, HIERARCHY_COLUMNS
 from models.forecasters.base import HORIZON, Forecaster, last_history_day
 
-STATIC = (
-    "city_id",
-    "store_id",
-    "management_group_id",
-    "first_category_id",
-    "second_category_id",
-    "third_category_id",
-    "product_id",
-)
-KNOWN = (
-    "discount",
-    "holiday_flag",
-    "activity_flag",
-    "precpt",
-    "avg_temperature",
-    "avg_humidity",
-    "avg_wind_level",
-)
+STATIC = HIERARCHY_COLUMNS
+KNOWN = COVARIATE_COLUMNS
 QS = (0.1, 0.5, 0.9)
 
 

@@ -27,19 +27,12 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 
+from models.columns import COVARIATE_COLUMNS
 from models.recovery.base import BUSINESS, DayBlock, Recoverer
 from models.recovery.masks import MaskSpec, sample_mask
 from models.recovery.profile import ProfileParts, ProfileRecoverer
 
-CONTEXT_FEATURES: tuple[str, ...] = (
-    "discount",
-    "holiday_flag",
-    "activity_flag",
-    "precpt",
-    "avg_temperature",
-    "avg_humidity",
-    "avg_wind_level",
-)
+CONTEXT_FEATURES: tuple[str, ...] = COVARIATE_COLUMNS
 
 
 def _neighbour(values: np.ndarray, block: DayBlock, lag: int) -> np.ndarray:
