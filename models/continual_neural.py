@@ -18,6 +18,7 @@ import torch
 
 from models.forecasters.base import HORIZON, Forecaster
 from models.forecasters.neural import KNOWN, STATIC, TiDENet, _Module
+from models.training import cpu_trainer
 
 if TYPE_CHECKING:
     from models.continual import Probe, UpdateConfig
@@ -72,14 +73,8 @@ def update_neural(
     net.train()
     batches = _WindowBatches(arrays, s, o, c.lookback, cfg.batch_size, cfg.seed)
     callbacks: list[L.Callback] = [_ProbeCallback(model, probes, cfg.probe_every)] if probes else []
-    trainer = L.Trainer(
+    trainer = cpu_trainer(
         max_epochs=cfg.epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=callbacks,
     )
     trainer.fit(

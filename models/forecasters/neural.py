@@ -21,6 +21,7 @@ from torch import nn
 
 from models.columns import COVARIATE_COLUMNS, HIERARCHY_COLUMNS
 from models.forecasters.base import HORIZON, Forecaster, last_history_day
+from models.training import cpu_trainer
 
 STATIC = HIERARCHY_COLUMNS
 KNOWN = COVARIATE_COLUMNS
@@ -229,14 +230,8 @@ class NeuralForecaster(Forecaster):
         first_origin = min(2 * c.lookback, last_origin)
         self.net_ = TiDENet(c, len(KNOWN) + 7, [len(self.vocab_[s]) for s in STATIC])
         module = _Module(self.net_, c.learning_rate)
-        trainer = L.Trainer(
+        trainer = cpu_trainer(
             max_epochs=c.epochs,
-            accelerator="cpu",
-            devices=1,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
         )
         loader = torch.utils.data.DataLoader(
             _Batches(arrays, (first_origin, last_origin + 1), c, c.seed), batch_size=None

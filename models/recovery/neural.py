@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from models.recovery.base import BUSINESS, N_BUSINESS, DayBlock, Recoverer
 from models.recovery.masks import MaskSpec, sample_mask
 from models.recovery.profile import ProfileParts, ProfileRecoverer
+from models.training import cpu_trainer
 
 _FLAGS = ("discount", "holiday_flag", "activity_flag")
 
@@ -169,15 +170,9 @@ class NeuralRecoverer(Recoverer):
             with warnings.catch_warnings():
                 # Lightning's own internals warn about a torch pytree rename; not actionable.
                 warnings.filterwarnings("ignore", message=".*treespec.*")
-                trainer = L.Trainer(
+                trainer = cpu_trainer(
                     max_steps=self.max_steps,
                     max_epochs=-1,
-                    accelerator="cpu",
-                    devices=1,
-                    logger=False,
-                    enable_checkpointing=False,
-                    enable_progress_bar=False,
-                    enable_model_summary=False,
                 )
                 trainer.fit(self.module_, loader)
         finally:
