@@ -150,7 +150,13 @@ def _train(ctx: StepContext, paths: _Paths, *, retrain: bool) -> dict[str, Any]:
         importance = serving.feature_importance(model)
         if importance is not None:
             mlflow.log_table(importance.to_pandas(), "feature_importance.json")
-    return {"path": str(path), "seconds": seconds, "mode": mode, "recipe": recipe.as_params()}
+    return {
+        "path": str(path),
+        "seconds": seconds,
+        "mode": mode,
+        "recipe": recipe.as_params(),
+        "pre_wape": refresh_log.get("pre_wape"),
+    }
 
 
 def _refreshable_champion(ctx: StepContext, recipe: serving.Recipe, day: date) -> Any:
@@ -190,7 +196,10 @@ def _evaluate(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
     """Backtest the challenger's recipe and the champion's on the same window (D−6..D)."""
     history = _recovered_history(ctx, paths)
     recipe = serving.Recipe.from_settings(ctx.settings)
+    started = time.perf_counter()
     result = serving.backtest_recipe(recipe, history, days=BACKTEST_DAYS)
+    backtest_seconds = time.perf_counter() - started
+    _record_refresh_history(ctx, paths, result.metrics, backtest_seconds)
     champion = registry.alias_version(registry.CHAMPION)
     champion_metrics = None
     if champion is not None:
@@ -227,6 +236,39 @@ def _evaluate(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
     }
 
 
+def _record_refresh_history(
+    ctx: StepContext, paths: _Paths, metrics: dict[str, float], full_fit_seconds: float
+) -> None:
+    """One row per date in ``data/continual/history.parquet`` for the Models page.
+
+    ``acc_full_retrain_backtest`` is the recipe fit from scratch and scored on D−6..D;
+    ``acc_refresh_prequential`` is 1 − the pooled WAPE of the model being refreshed on its new
+    days before it learned them (out of sample; null on full fits). Seconds compare the
+    day's train step with one full fit.
+    """
+    train = ctx.records.get("train", {})
+    pre = train.get("pre_wape")
+    row = pl.DataFrame(
+        {
+            "business_date": [paths.day],
+            "mode": [str(train.get("mode", ""))],
+            "acc_full_retrain_backtest": [metrics.get("acc")],
+            "acc_refresh_prequential": [None if pre is None or pre != pre else 1 - float(pre)],
+            "seconds_train_step": [float(train.get("seconds", 0.0))],
+            "seconds_full_fit": [full_fit_seconds],
+        },
+        schema_overrides={
+            "acc_refresh_prequential": pl.Float64,
+            "acc_full_retrain_backtest": pl.Float64,
+        },
+    )
+    path = ctx.settings.work_dir / "continual" / "history.parquet"
+    if path.is_file():
+        past = io.scan_parquet(path).collect().filter(pl.col("business_date") != paths.day)
+        row = pl.concat([past, row], how="vertical_relaxed")
+    io.write_parquet(row.sort("business_date"), path)
+
+
 def _register(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
     """Log and register the model; a resumed run reuses a version it registered before."""
     registry.configure(ctx.settings.tracking_uri)
@@ -240,6 +282,7 @@ def _register(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
         metrics = ctx.records["evaluate"]["metrics"]
         history = _recovered_history(ctx, paths)
         with step_run(ctx, "register"):
+            mlflow.log_params(recipe.as_params())
             mlflow.log_metrics({f"eval/{k}": v for k, v in metrics.items()})
             existing = serving.log_and_register(
                 model, history, recipe=recipe, tags={**tags, **recipe.as_tags()}

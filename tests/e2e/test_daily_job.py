@@ -290,7 +290,17 @@ def test_two_consecutive_dates_refresh_with_replay(raw: Path, tmp_path: Path) ->
     runs = mlflow.search_runs(experiment_names=["daily"], output_format="list")
     train_modes = sorted(r.data.params.get("mode") for r in runs if r.info.run_name == "train")
     assert train_modes == ["refresh", "train"]
-    gates = [r for r in runs if r.info.run_name == "gate" and r.data.tags["business_date"] == "2024-05-15"]
+    gates = [
+        r
+        for r in runs
+        if r.info.run_name == "gate" and r.data.tags["business_date"] == "2024-05-15"
+    ]
     assert len(gates) == 1
     assert "gate/promote" in gates[0].data.metrics
     assert registry.list_versions().height == 2
+    history = pl.read_parquet(home / "data" / "continual" / "history.parquet")
+    assert history["mode"].to_list() == ["train", "refresh"]
+    refreshed = history.row(1, named=True)
+    assert 0 < refreshed["acc_refresh_prequential"] < 1
+    assert refreshed["seconds_train_step"] > 0
+    assert refreshed["seconds_full_fit"] > 0
