@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, measure  # noqa: E402
+from _common import emit, measure
 
-from pipelines.validate import validate_dataset  # noqa: E402
+from pipelines.validate import validate_dataset
 
 
 def main() -> None:
