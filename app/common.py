@@ -47,6 +47,23 @@ def load_aggregates(s: Settings) -> dict[str, pl.DataFrame] | None:
     return _load_aggregates(str(s.work_dir), _aggregates_stamp(s))
 
 
+def require_data(s: Settings) -> None:
+    """Stop the page with an empty state when the project has no dataset yet."""
+    if not has_data(s):
+        empty_state("No data yet: there is no dataset in the project's data folder.")
+        st.stop()
+
+
+def require_aggregates(s: Settings, message: str, hint: str) -> dict[str, pl.DataFrame]:
+    """The job's aggregates; stop the page with ``message`` and ``hint`` when there are none."""
+    require_data(s)
+    agg = load_aggregates(s)
+    if agg is None:
+        empty_state(message, hint)
+        st.stop()
+    return agg
+
+
 def has_data(s: Settings) -> bool:
     return app_data.scan_daily(s) is not None
 

@@ -14,9 +14,7 @@ from pipelines import app_data
 st.title("Forecasts")
 s = common.settings()
 
-if not common.has_data(s):
-    common.empty_state("No data yet: there is no dataset in the project's data folder.")
-    st.stop()
+common.require_data(s)
 agg = common.load_aggregates(s)
 fc_path = app_data.latest_output(s.work_dir, "forecasts")
 if agg is None or fc_path is None:

@@ -11,9 +11,7 @@ from pipelines import app_data
 st.title("Overview")
 s = common.settings()
 
-if not common.has_data(s):
-    common.empty_state("No data yet: there is no dataset in the project's data folder.")
-    st.stop()
+common.require_data(s)
 
 agg = common.load_aggregates(s)
 with common.guard("the data summary"):

@@ -17,16 +17,11 @@ HISTORY_DAYS = 28
 st.title("Series explorer")
 s = common.settings()
 
-if not common.has_data(s):
-    common.empty_state("No data yet: there is no dataset in the project's data folder.")
-    st.stop()
-agg = common.load_aggregates(s)
-if agg is None:
-    common.empty_state(
-        "The data is there, but the daily job has not built its aggregates yet.",
-        "Run `freshcast run` (or `make run`) to recover demand and build the series index.",
-    )
-    st.stop()
+agg = common.require_aggregates(
+    s,
+    "The data is there, but the daily job has not built its aggregates yet.",
+    "Run `freshcast run` (or `make run`) to recover demand and build the series index.",
+)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -10,16 +10,11 @@ from app import charts, common
 st.title("Stockouts & lost demand")
 s = common.settings()
 
-if not common.has_data(s):
-    common.empty_state("No data yet: there is no dataset in the project's data folder.")
-    st.stop()
-agg = common.load_aggregates(s)
-if agg is None:
-    common.empty_state(
-        "The data is there, but the daily job has not recovered demand yet.",
-        "Run `freshcast run` (or `make run`): it recovers the demand hidden by stockouts.",
-    )
-    st.stop()
+agg = common.require_aggregates(
+    s,
+    "The data is there, but the daily job has not recovered demand yet.",
+    "Run `freshcast run` (or `make run`): it recovers the demand hidden by stockouts.",
+)
 
 st.caption(
     "Lost demand = recovered demand − observed sales, up to the business date "

@@ -33,6 +33,19 @@ def _env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _freshcast(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the freshcast CLI in a child process and insist that it succeeds."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
 def _home(tmp: Path, raw: Path) -> Path:
     home = tmp
     (home / "data").mkdir(parents=True)
@@ -51,14 +64,7 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def done_home(tmp_path_factory: pytest.TempPathFactory, raw: Path) -> Path:
     """A home where the daily job ran once, uninterrupted, in a subprocess."""
     home = _home(tmp_path_factory.mktemp("home"), raw)
-    proc = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run"],
-        env=_env(home),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    _freshcast("run", env=_env(home))
     return home
 
 
@@ -194,14 +200,7 @@ def test_killed_job_resumes_to_the_same_final_state(
     proc.wait()
     assert not (_marker_dir(home, day) / "_done.json").exists()
     assert not list((home / "data").rglob("*.tmp"))
-    resumed = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "run"],
-        env=_env(home),
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = _freshcast("run", env=_env(home))
     assert "resuming after an interrupted run" in resumed.stderr
     assert "train: done earlier, skipped" in resumed.stderr
     a = pl.read_parquet(home / "data" / "forecasts" / f"{day}.parquet")
@@ -261,14 +260,11 @@ def test_gate_keeps_a_worse_challenger_and_promotes_a_better_one(raw: Path, tmp_
 
 
 def test_schedule_once_runs_the_due_job(done_home: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "schedule", "--once"],
+    _freshcast(
+        "schedule",
+        "--once",
         env=_env(done_home, FRESHCAST_DAILY_CRON="* * * * *", FRESHCAST_RETRAIN_CRON="0 0 1 1 *"),
-        capture_output=True,
-        text=True,
-        timeout=600,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     rows = read_history(_settings(done_home).history_db)
     scheduled = rows.filter(rows["job"] == "schedule:daily")
     assert scheduled["status"].to_list() == ["done"]
