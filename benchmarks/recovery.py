@@ -93,6 +93,7 @@ def accuracy(data: Path, series: int | None, rates: tuple[float, ...], seed: int
         "hidden_wape",
         "hourly_wape",
         "decoupling",
+        "decoupling_truth",
         "seconds",
         "series",
     )

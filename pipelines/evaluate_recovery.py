@@ -133,6 +133,12 @@ def evaluate_masking(
                 raise DataError("no stockout-free day to mask: the masking protocol needs some")
             masked = block.with_hours(np.where(hidden, 0.0, block.sale), block.stockout | hidden)
             achieved = hidden_rate(hidden, block.stockout)
+            # Decoupling on the masked clean days, where the true sales are known: there
+            # the right "after" value is the true sales' own score (about zero for uniform
+            # masks, which ignore demand), unlike on real stockouts, whose truth is unknown.
+            clean = np.flatnonzero(~block.stockout.any(axis=1))
+            clean_block = masked.take(clean)
+            true_coupling = decoupling_score(clean_block, block.sale[clean].sum(axis=1))
             for method in methods:
                 opts = (method_opts or {}).get(method, {})
                 pred, seconds = recover_with(method, masked, **opts)
@@ -145,6 +151,8 @@ def evaluate_masking(
                         "missing_rate": rate,
                         "achieved_rate": round(achieved, 4),
                         **score_hidden(block.sale, pred, hidden),
+                        "decoupling": decoupling_score(clean_block, pred[clean].sum(axis=1)),
+                        "decoupling_truth": true_coupling,
                         "seconds": round(seconds, 3),
                         "series": block.n_series,
                     }

@@ -43,12 +43,10 @@ def prepare_daily(daily: pl.LazyFrame) -> pl.DataFrame:
     if schema["dt"] == pl.String:
         daily = daily.with_columns(pl.col("dt").str.to_date("%Y-%m-%d"))
     ctx = [c for c in CONTEXT_COLUMNS if c in schema and c not in ("product_id",)]
-    frame = (
+    frame = sort_by_series_day(
         daily.select(
             "series_id", "store_id", "product_id", "dt", *ctx, "hours_sale", "hours_stock_status"
-        )
-        .sort("series_id", "dt")
-        .collect()
+        ).collect()
     )
     bad = frame.filter(
         (pl.col("hours_sale").list.len() != HOURS)
@@ -67,6 +65,23 @@ def prepare_daily(daily: pl.LazyFrame) -> pl.DataFrame:
     if dup:
         raise DataError("a (store_id, product_id, dt) key appears more than once")
     return frame
+
+
+def sort_by_series_day(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` sorted by (series_id, dt), sorting only when it is not already.
+
+    The hub files come sorted by store, product and day, which is series order. Checking
+    costs a pass over two columns; sorting moves 2 x 108 M list values (~15 s of the
+    ``profile`` budget on the full split).
+    """
+    if frame.height < 2:
+        return frame
+    step_ok = (pl.col("series_id").diff() > 0) | (
+        (pl.col("series_id").diff() == 0) & (pl.col("dt").diff().dt.total_days() > 0)
+    )
+    if frame.select(step_ok.slice(1).all()).item():
+        return frame
+    return frame.sort("series_id", "dt")
 
 
 def day_block_from_daily(frame: pl.DataFrame) -> DayBlock:

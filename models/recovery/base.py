@@ -155,8 +155,12 @@ def enforce_invariants(block: DayBlock, estimate: np.ndarray) -> np.ndarray:
     In-stock hours keep their observed sales; stockout hours get max(estimate, sale);
     NaN / negative / infinite estimates fall back to the observed sale.
     """
-    est = np.nan_to_num(np.asarray(estimate, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.where(block.stockout, np.maximum(est, block.sale), block.sale)
+    est = np.asarray(estimate, dtype=np.float64)
+    # In place on one fresh array: on the full split each pass over (n, 24) costs ~0.5 s.
+    out = np.where(np.isfinite(est), est, 0.0)
+    np.maximum(out, block.sale, out=out)
+    np.copyto(out, block.sale, where=~block.stockout)
+    return out
 
 
 class Recoverer(ABC):

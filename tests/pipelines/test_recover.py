@@ -48,6 +48,19 @@ def sim_daily(sim_dir: Path) -> pl.DataFrame:
     return scan_split(sim_dir).sort("series_id", "dt").collect()
 
 
+def test_prepare_daily_sorts_shuffled_rows_and_keeps_sorted_ones(sim_daily: pl.DataFrame) -> None:
+    in_order = prepare_daily(sim_daily.lazy())
+    shuffled = prepare_daily(sim_daily.sample(fraction=1.0, shuffle=True, seed=3).lazy())
+    assert shuffled.equals(in_order)
+    assert in_order.select("series_id", "dt").equals(
+        sim_daily.sort("series_id", "dt").select("series_id", "dt")
+    )
+    # Same day twice: not sorted, so the duplicate check still sees it.
+    doubled = pl.concat([sim_daily.head(3), sim_daily.head(1)])
+    with pytest.raises(DataError, match="more than once"):
+        prepare_daily(doubled.lazy())
+
+
 def test_block_from_daily_equals_the_hourly_view(sim_daily: pl.DataFrame) -> None:
     frame = prepare_daily(sim_daily.lazy())
     fast = day_block_from_daily(frame)
