@@ -129,12 +129,18 @@ class Forecaster(ABC):
         return ["y"]
 
     # -- shared fit/predict ---------------------------------------------------------------
-    def fit(self, panel: pl.DataFrame, *, calibration_days: int = HORIZON) -> Self:
+    def fit(
+        self, panel: pl.DataFrame, *, calibration_days: int = HORIZON, refit: bool = True
+    ) -> Self:
         """Fit on history, holding out the last ``calibration_days`` for conformal bands.
 
         Args:
             panel: the panel; only ``is_future == False`` rows are read.
             calibration_days: the calibration window after the fitting origin.
+            refit: after calibrating, fit again on all history. The held-out week is the
+                freshest data: a LightGBM model that never trains on it scored 1.3 acc
+                points lower on real data (README, stage 2). The bands, bias factor and
+                ensemble weights stay those measured out of sample on the first fit.
         """
         hist = panel.filter(~pl.col("is_future"))
         end = last_history_day(hist)
@@ -150,6 +156,8 @@ class Forecaster(ABC):
         )
         self._calibrate(cal)
         self.calibration_ = cal
+        if refit:
+            self._fit_core(hist)
         return self
 
     def _calibrate(self, cal: pl.DataFrame) -> None:

@@ -55,9 +55,13 @@ class EnsembleForecaster(Forecaster):
             pl.Series("yhat", np.asarray(yhat, dtype=float))
         )
 
-    def fit(self, panel: pl.DataFrame, *, calibration_days: int = HORIZON) -> Self:
+    def fit(
+        self, panel: pl.DataFrame, *, calibration_days: int = HORIZON, refit: bool = True
+    ) -> Self:
         """Fit every member, then learn the weights on their calibration forecasts."""
-        self.members_ = [m.fit(panel, calibration_days=calibration_days) for m in self.members]
+        self.members_ = [
+            m.fit(panel, calibration_days=calibration_days, refit=refit) for m in self.members
+        ]
         return self._fit_weights()
 
     @classmethod

@@ -86,6 +86,28 @@ def test_ensemble_weights_form_a_simplex(fitted: dict[str, Forecaster]) -> None:
     assert w.sum() == pytest.approx(1.0)
 
 
+def test_refit_trains_on_the_calibration_week_and_keeps_its_bands(
+    panel_and_spec: tuple[pl.DataFrame, FeatureSpec],
+) -> None:
+    panel, spec = panel_and_spec
+
+    def lgbm() -> Forecaster:
+        return make_forecaster("lgbm", target="censored", features=spec_dict(spec), profile="smoke")
+
+    cut_only = lgbm().fit(panel, refit=False)
+    refitted = lgbm().fit(panel)
+    # Bands and bias come from the held-out week, the same for both.
+    for part in ("edges_", "offsets_"):
+        assert np.array_equal(
+            getattr(refitted.bands_, part),  # type: ignore[attr-defined]
+            getattr(cut_only.bands_, part),  # type: ignore[attr-defined]
+        )
+    assert refitted.bias_ == cut_only.bias_  # type: ignore[attr-defined]
+    # The refit's training rows reach the last history day; the first fit's stop 7 days before.
+    assert refitted.train_rows_ > cut_only.train_rows_  # type: ignore[attr-defined]
+    assert not refitted.predict(panel)["yhat"].equals(cut_only.predict(panel)["yhat"])
+
+
 @pytest.mark.parametrize("name", ["lgbm", "ssa", "seasonal_naive"])
 def test_forecast_ignores_targets_after_the_origin(
     name: str, fitted: dict[str, Forecaster], panel_and_spec: tuple[pl.DataFrame, FeatureSpec]
