@@ -78,7 +78,9 @@ def update_neural(
         callbacks=callbacks,
     )
     trainer.fit(
-        _Module(net, cfg.fine_tune_lr), torch.utils.data.DataLoader(batches, batch_size=None)
+        # Fine-tune with the loss the model was trained with (old pickles predate the option).
+        _Module(net, cfg.fine_tune_lr, getattr(c, "point_loss", "mse")),
+        torch.utils.data.DataLoader(batches, batch_size=None),
     )
     net.eval()
     curve = callbacks[0].curve if callbacks else []  # type: ignore[attr-defined]

@@ -44,6 +44,9 @@ class NeuralConfig:
     num_threads: int = 2
     seed: int = 0
     debias: bool = False
+    # MAE, not MSE: the metric is absolute error, and on 10k real series the MAE point head
+    # scored 0.690 against 0.673 (README, stage 2).
+    point_loss: str = "mae"
 
 
 class _Residual(nn.Module):
@@ -95,15 +98,17 @@ class TiDENet(nn.Module):
 
 
 class _Module(L.LightningModule):
-    def __init__(self, net: TiDENet, lr: float) -> None:
+    def __init__(self, net: TiDENet, lr: float, point_loss: str) -> None:
         super().__init__()
-        self.net, self.lr = net, lr
+        self.net, self.lr, self.point_loss = net, lr, point_loss
 
     def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
         y, so, known, static, target, scale = batch
         out = self.net(y, so, known, static)
         w = scale / scale.mean()  # volume weighting, like the metric's Σ|ŷ-y|
-        mse = (((out[..., 0] - target) ** 2) * w[:, None]).mean()
+        err = out[..., 0] - target
+        point = err.abs() if self.point_loss == "mae" else err**2
+        mse = (point * w[:, None]).mean()
         pin = torch.zeros(())
         for i, q in enumerate(QS):
             d = target - out[..., i + 1]
@@ -229,7 +234,7 @@ class NeuralForecaster(Forecaster):
             raise ValueError(f"need at least {HORIZON} history days to train, got {days}")
         first_origin = min(2 * c.lookback, last_origin)
         self.net_ = TiDENet(c, len(KNOWN) + 7, [len(self.vocab_[s]) for s in STATIC])
-        module = _Module(self.net_, c.learning_rate)
+        module = _Module(self.net_, c.learning_rate, c.point_loss)
         trainer = cpu_trainer(
             max_epochs=c.epochs,
         )

@@ -12,6 +12,7 @@ import pytest
 from models.forecasters import MODEL_NAMES, Forecaster, make_forecaster
 from models.forecasters.base import PRED_COLUMNS, ConformalBands, with_origin
 from models.forecasters.ensemble import EnsembleForecaster
+from models.forecasters.lgbm import forecast_rows, stack_horizons
 from pipelines.features import FeatureSpec
 from pipelines.forecast import make_panel, spec_dict
 from pipelines.io import scan_split
@@ -84,6 +85,25 @@ def test_ensemble_weights_form_a_simplex(fitted: dict[str, Forecaster]) -> None:
     assert len(w) == 3
     assert (w >= 0).all()
     assert w.sum() == pytest.approx(1.0)
+
+
+def test_forecast_rows_equal_the_stacked_rows_of_the_forecast_days(
+    panel_and_spec: tuple[pl.DataFrame, FeatureSpec],
+) -> None:
+    panel, spec = panel_and_spec
+    origin = panel.filter(~pl.col("is_future"))["dt"].max()
+    day_features = (*spec.target_day, *spec.categorical)
+    stacked = stack_horizons(
+        panel.filter(pl.col("dt") > origin).sort("series_id", "dt"),
+        origin_features=spec.origin,
+        keep=("series_id", "dt", *day_features),
+        horizons=range(1, 8),
+        target_rows=pl.lit(True),
+    ).filter((pl.col("dt") - pl.lit(origin)).dt.total_days() == pl.col("horizon"))
+    fast = forecast_rows(panel, origin, spec.origin, day_features)  # type: ignore[arg-type]
+    assert fast.height == stacked.height == panel.filter(pl.col("is_future")).height
+    keys = ["series_id", "dt"]
+    assert fast.select(stacked.columns).sort(keys).equals(stacked.sort(keys))
 
 
 def test_refit_trains_on_the_calibration_week_and_keeps_its_bands(
