@@ -190,9 +190,20 @@ def test_killed_job_resumes_to_the_same_final_state(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    # Kill it mid-job: once training has finished, while evaluate runs.
+    # Kill it mid-job: once training has finished, while evaluate runs. Waiting for the
+    # train marker alone races the evaluate step's history row on a loaded machine.
+    db = _settings(home).history_db
+
+    def evaluating() -> bool:
+        if not (_marker_dir(home, day) / "train.json").exists() or not db.is_file():
+            return False
+        rows = read_history(db)
+        return (
+            rows.filter((pl.col("step") == "evaluate") & (pl.col("status") == "running")).height > 0
+        )
+
     deadline = time.time() + 300
-    while not (_marker_dir(home, day) / "train.json").exists():
+    while not evaluating():
         assert proc.poll() is None, "the job ended before it could be killed"
         assert time.time() < deadline
         time.sleep(0.05)
