@@ -52,6 +52,11 @@ def _normalise(share: np.ndarray) -> np.ndarray:
     return np.where(total > 0, share / np.where(total > 0, total, 1.0), flat)
 
 
+def _gather(share: np.ndarray, row_index: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = share[series, daytype] of day i, with row_index = series * 2 + daytype."""
+    np.take(share.astype(np.float32).reshape(-1, HOURS), row_index, axis=0, out=out)
+
+
 class _Block:
     """Arrays of a block that every iteration reuses (float32, computed once)."""
 
@@ -62,9 +67,10 @@ class _Block:
         self.masks = [(self.daytype == t).astype(np.float32) for t in (0, 1)]
         self.starts = np.r_[0, np.flatnonzero(np.diff(self.code)) + 1]
         self.observed = (~block.stockout).astype(np.float32)
-        seen = block.sale * ~block.stockout
-        self.seen_sales = seen.sum(axis=1)
-        self.num = self.series_sum(seen.astype(np.float32), self.masks)
+        # float32 from the start: (n, 24) passes are memory-bound on the full split.
+        seen = np.where(block.stockout, np.float32(0), block.sale.astype(np.float32))
+        self.seen_sales = seen.sum(axis=1, dtype=np.float64)
+        self.num = self.series_sum(seen, self.masks)
         self.days = np.stack(
             [np.add.reduceat(m, self.starts) for m in self.masks], axis=1
         )  # (n_series, 2)
@@ -128,7 +134,7 @@ class ProfileRecoverer(Recoverer):
         n_prod = len(self.products_)
         share = np.full((b.n_series, 2, HOURS), 1.0 / HOURS)
         for _ in range(max(self.iterations, 1)):
-            share_rows = share[b.code, b.daytype].astype(np.float32)
+            share_rows = share.astype(np.float32)[b.code, b.daytype]
             level = self._levels(b, b.seen_share(share_rows), usual=None)
             den = b.series_sum(b.observed, [level.astype(np.float32) * m for m in b.masks])
             g_num, g_den = b.num.sum(axis=0), den.sum(axis=0)
@@ -160,8 +166,12 @@ class ProfileRecoverer(Recoverer):
         prior = self._series_prior(block)  # (n_series, 2, 24)
         share = prior
         usual = None
+        # One (n, 24) buffer for every gather of the day shapes: on the full split each
+        # fresh 430 MB array costs more in page faults than the gather itself.
+        share_rows = np.empty((block.n, HOURS), dtype=np.float32)
+        row_index = b.code * 2 + b.daytype
         for _ in range(max(self.iterations, 1)):
-            share_rows = share[b.code, b.daytype].astype(np.float32)
+            _gather(share, row_index, share_rows)
             seen_share = b.seen_share(share_rows)
             level = self._levels(b, seen_share, usual=usual)
             usual = self._usual_level(b, seen_share)
@@ -171,7 +181,7 @@ class ProfileRecoverer(Recoverer):
             mean_level = (lsum / np.maximum(b.days, 1))[..., None]
             k = self.shape_prior_days * np.maximum(mean_level, 1e-6)
             share = _normalise((b.num + k * prior) / (den + k))
-        share_rows = share[b.code, b.daytype].astype(np.float32)
+        _gather(share, row_index, share_rows)
         seen_share = b.seen_share(share_rows)
         level = self._levels(b, seen_share, usual=usual)
         assert usual is not None  # the loop above ran at least once
