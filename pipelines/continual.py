@@ -21,12 +21,13 @@ The refresh job itself (:func:`refresh_model`, :func:`refresh`) lives in
 
 from __future__ import annotations
 
+import os
 import resource
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ import numpy as np
 import polars as pl
 
 from models.continual import (
+    LGBM_REFRESH,
+    NEURAL_REFRESH,
     Probe,
     UpdateConfig,
     copy_model,
@@ -70,13 +73,14 @@ class ContinualConfig:
         profile: model size, ``"default"``, ``"bench"`` (smaller, for shared machines) or ``"smoke"``.
         buffer_days: buffer capacity in days' worth of windows (x number of series).
         buffer_mode: ``"stratified"`` or ``"reservoir"``.
-        replay_ratio: replay windows per new window for A3.
         retrain_every: A1w retrains every this many steps.
         probe_weeks: number of fixed probe tasks (weekly origins inside the warm period).
         probe_series: series per probe (a seeded subsample).
-        lgbm_update, neural_update: the update strategies of A2/A3.
-        variants: extra replay arms for the frontier, ``(label, model, update, replay_ratio)``;
-            each runs as arm ``A3:<label>`` for that model, drawing from the same buffer.
+        lgbm_update, neural_update: the update strategies of A2/A3 (A3 draws
+            ``replay_ratio`` replayed windows per new one); default the product's refresh
+            (``models.continual.LGBM_REFRESH``, ``NEURAL_REFRESH``).
+        variants: extra replay arms for the frontier, ``(label, model, update)``; each runs
+            as arm ``A3:<label>`` for that model, drawing from the same buffer.
     """
 
     warm_days: int = 56
@@ -85,19 +89,12 @@ class ContinualConfig:
     profile: str = "bench"
     buffer_days: float = 7.0
     buffer_mode: str = "stratified"
-    replay_ratio: float = 2.0
     retrain_every: int = 7
     probe_weeks: int = 3
     probe_series: int = 500
-    lgbm_update: UpdateConfig = field(
-        default_factory=lambda: UpdateConfig(
-            trees=20, learning_rate=0.02, num_leaves=15, min_child_samples=200, row_fraction=0.35
-        )
-    )
-    neural_update: UpdateConfig = field(
-        default_factory=lambda: UpdateConfig(epochs=2, fine_tune_lr=5e-4)
-    )
-    variants: tuple[tuple[str, str, UpdateConfig, float], ...] = ()
+    lgbm_update: UpdateConfig = LGBM_REFRESH
+    neural_update: UpdateConfig = NEURAL_REFRESH
+    variants: tuple[tuple[str, str, UpdateConfig], ...] = ()
 
     def __post_init__(self) -> None:
         if self.warm_days < 28 + HORIZON:
@@ -158,6 +155,13 @@ def measure_cost() -> Iterator[_Cost]:
         stop.set()
         thread.join()
         cost.peak_mb = max(peak[0], _rss_mb()) - start_mb
+
+
+def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    """``fn(*args, **kwargs)`` and its wall seconds."""
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
 
 
 def _rss_mb() -> float:
@@ -333,11 +337,7 @@ def _run_model(
         )
     )
     buffer.add(window_keys(panel, days=pl.col("dt") <= t0, group_column=buffer.config.group_column))
-    variants = {
-        f"A3:{label}": (replace(u, seed=seed), ratio)
-        for label, m, u, ratio in cfg.variants
-        if m == name
-    }
+    variants = {f"A3:{label}": replace(u, seed=seed) for label, m, u in cfg.variants if m == name}
     arms = (*arms, *variants)
     # Update arms own a copy each, so they can update in place (no copy in their cost).
     state = {a: copy_model(warm) if a in ("A2", "A3") or a in variants else warm for a in arms}
@@ -359,18 +359,23 @@ def _run_model(
             "probe_wape": float(np.mean(warm_probe)) if probes else None,
         }
     ]
+    replay_arms = ("A3", *variants)
     for step, t in enumerate(origins, start=1):
-        new = window_keys(panel, days=pl.col("dt") == t, group_column=buffer.config.group_column)
+        # The buffer bookkeeping (new keys, replay draw, insertion) is part of an update's
+        # cost, so each arm that needs it is charged for it; a full fit needs none of it.
+        new, keys_s = _timed(
+            window_keys, panel, days=pl.col("dt") == t, group_column=buffer.config.group_column
+        )
+        overhead = {"A2": keys_s}
         # Every replay draw happens before the new day enters the buffer: replay is the past.
-        sets = {
-            "A2": (upd, new),
-            "A3": (upd, refresh_set(buffer, new, through=t, replay_ratio=cfg.replay_ratio)),
-        }
-        sets |= {
-            v: (u, refresh_set(buffer, new, through=t, replay_ratio=r))
-            for v, (u, r) in variants.items()
-        }
-        buffer.add(new)
+        sets = {"A2": (upd, new)}
+        for arm, u in {"A3": upd, **variants}.items():
+            drawn, draw_s = _timed(refresh_set, buffer, new, through=t, replay_ratio=u.replay_ratio)
+            sets[arm] = (u, drawn)
+            overhead[arm] = keys_s + draw_s
+        _, add_s = _timed(buffer.add, new)
+        for arm in (*replay_arms, "A4"):
+            overhead[arm] = overhead.get(arm, keys_s) + add_s
         for arm in arms:
             before = probe_wape(state[arm], probes)
             info: dict[str, Any] = {"work": 0.0, "probe_curve": [], "windows": 0}
@@ -382,7 +387,15 @@ def _run_model(
                 elif arm in sets:
                     u, windows = sets[arm]
                     state[arm], info = update_model(
-                        state[arm], panel, windows, through=t, config=u, probes=probes, inplace=True
+                        state[arm],
+                        panel,
+                        windows,
+                        through=t,
+                        config=u,
+                        probes=probes,
+                        inplace=True,
+                        # Replayable windows: their rows' scores are kept for the next draw.
+                        replay_pool=buffer.windows_ if arm in replay_arms else None,
                     )
                     trained_max[arm] = max(trained_max[arm], windows["dt"].max())  # type: ignore[type-var,assignment]
                 elif arm == "A4":
@@ -416,14 +429,21 @@ def _run_model(
                         (a - b for a, b in zip(per_probe, warm_probe, strict=True)),
                         default=float("nan"),
                     ),
-                    # Worst probe WAPE seen during the update (every 10 trees / k steps) above its start.
+                    # Worst probe WAPE seen during the update (every probe_every trees or
+                    # optimizer steps) above its start.
                     "stability_gap": max(0.0, max(curve) - before) if probes else float("nan"),
-                    "seconds": cost.seconds - info.get("probe_seconds", 0.0)
+                    # Wall time of the update or fit alone: probe scoring (the stability
+                    # curve) is subtracted, the buffer bookkeeping it needed is added.
+                    "seconds": cost.seconds
+                    - info.get("probe_seconds", 0.0)
+                    + overhead.get(arm, 0.0)
                     if info["work"]
                     else 0.0,
                     "work": info["work"],
                     "peak_mb": cost.peak_mb if info["work"] else 0.0,
                     "windows": info.get("windows", 0),
+                    # Other jobs share the machine: the 1-minute load when the step ended.
+                    "loadavg": os.getloadavg()[0],
                 }
             )
             if progress:

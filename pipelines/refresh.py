@@ -9,14 +9,14 @@ out). The replay buffer lives under ``data/replay/<model>/`` as ``windows.parque
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from models.continual import UpdateConfig, update_model
+from models.continual import LGBM_REFRESH, NEURAL_REFRESH, UpdateConfig, update_model
 from models.forecasters import Forecaster
 from models.forecasters.base import with_origin
 from models.metrics import clean_rows, score_forecast
@@ -34,25 +34,17 @@ class RefreshConfig:
     """Refresh options: the protocol's A3 defaults, plus the safety net.
 
     Attributes:
-        replay_ratio: replay windows per new window.
         buffer_days: buffer capacity in days' worth of windows (x number of series).
-        lgbm_update, neural_update: the update strategy per model.
+        lgbm_update, neural_update: the update strategy per model, replay ratio included.
         retrain_every_days: ask for a full retrain this many days after the last one.
         drift_ratio: ask for a full retrain when the pre-update WAPE on the newest week
             exceeds this multiple of the WAPE measured at the first refresh after a full fit.
     """
 
-    replay_ratio: float = 2.0
     buffer_days: float = 7.0
-    lgbm_update: UpdateConfig = field(
-        # Tuned by the protocol on the first 4 steps of 2,000 real series (benchmarks/continual.py).
-        default_factory=lambda: UpdateConfig(
-            trees=20, learning_rate=0.02, num_leaves=15, min_child_samples=200, row_fraction=0.35
-        )
-    )
-    neural_update: UpdateConfig = field(
-        default_factory=lambda: UpdateConfig(epochs=2, fine_tune_lr=5e-4)
-    )
+    # The protocol's A3, tuned by it (benchmarks/continual.py).
+    lgbm_update: UpdateConfig = LGBM_REFRESH
+    neural_update: UpdateConfig = NEURAL_REFRESH
     retrain_every_days: int = 7
     drift_ratio: float = 1.2
 
@@ -156,12 +148,16 @@ def refresh_model(
     )
     if new.height == 0:
         return model
-    windows = refresh_set(buffer, new, through=through, replay_ratio=cfg.replay_ratio)
     upd = replace(cfg.lgbm_update if model.name == "lgbm" else cfg.neural_update, seed=seed)
+    windows = refresh_set(buffer, new, through=through, replay_ratio=upd.replay_ratio)
+    # After the draw (replay is strictly the past), before the update: the update keeps the
+    # cached scores of exactly the windows the buffer now holds. Saved only after the update.
+    buffer.add(new)
     # Prequential check before learning the new days: the drift trigger's signal.
     pre = _pre_wape(model, panel, since, through)
-    updated, info = update_model(model, panel, windows, through=through, config=upd)
-    buffer.add(new)
+    updated, info = update_model(
+        model, panel, windows, through=through, config=upd, replay_pool=buffer.windows_
+    )
     save_buffer(buffer, buffer_dir)
     log = list(getattr(model, "refresh_log_", []))
     full_end = log[0]["full_fit_end"] if log else str(model.train_end_)  # type: ignore[attr-defined]

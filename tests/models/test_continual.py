@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -11,7 +13,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.continual import UpdateConfig, retrain_on_windows, update_model
+from models.continual import (
+    UpdateConfig,
+    _cached_raw_scores,
+    _dataset,
+    _feature_hash,
+    _prior_scores,
+    continue_boosting,
+    lgbm_rows,
+    lgbm_rows_for_keys,
+    raw_scores,
+    retrain_on_windows,
+    row_keys,
+    update_model,
+)
 from models.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
 
 START = date(2024, 3, 28)
@@ -145,7 +160,7 @@ def tiny(sim_dir: Path) -> tuple[pl.DataFrame, object, date]:
     return panel, spec, t
 
 
-def _fit(name: str, tiny: tuple) -> object:
+def _fit(name: str, tiny: tuple) -> Any:
     from pipelines.forecast import fit_model
 
     panel, spec, t = tiny
@@ -167,9 +182,139 @@ def test_lgbm_update_returns_a_new_model_and_leaves_the_input_alone(
     cfg = UpdateConfig(strategy=strategy, trees=10)
     out, info = update_model(model, panel, new, through=t + timedelta(days=1), config=cfg)
     assert model.boosters_[0].num_trees() == trees
+    assert getattr(model, "replay_scores_", None) is None  # the cache went to the copy only
     assert out.boosters_[0].num_trees() == trees + (10 if strategy == "continue" else 0)
     assert out.train_end_ == t + timedelta(days=1)
     assert info["rows"] == 7 * new.height  # one stacked row per horizon
+
+
+def _windows(panel: pl.DataFrame, day: date) -> pl.DataFrame:
+    return window_keys(panel, days=pl.col("dt") == day, group_column="management_group_id")
+
+
+def test_sampled_rows_are_the_stacked_rows_and_a_function_of_the_key(tiny: tuple) -> None:
+    from models.forecasters.lgbm import stack_horizons
+
+    panel, _, t = tiny
+    model = _fit("lgbm", tiny)
+    c = model.config
+    windows = _windows(panel, t)
+    # Origin features read h - 1 days back: the same rows as the forecaster's own stacking.
+    keep = ("series_id", "dt", "y", *c.target_day_features, *c.categorical)
+    stacked = stack_horizons(
+        panel.sort("series_id", "dt"),
+        origin_features=c.origin_features,
+        keep=keep,
+        horizons=range(1, 8),
+        target_rows=pl.col("dt") == t,
+    ).sort("series_id", "dt", "horizon")
+    assert lgbm_rows(model, panel, windows).equals(
+        stacked.select(lgbm_rows(model, panel, windows).columns)
+    )
+    # A window brings back the same sampled rows whatever else is in the refresh set.
+    half = row_keys(windows, fraction=0.4, seed=3)
+    assert 0 < half.height < 7 * windows.height
+    some = windows.head(windows.height // 2)
+    assert row_keys(some, fraction=0.4, seed=3).equals(
+        half.join(some.select("series_id", "dt"), on=["series_id", "dt"], how="semi")
+    )
+    assert lgbm_rows_for_keys(model, panel, half).height == half.height
+
+
+def test_continue_boosting_equals_lightgbm_init_model(tiny: tuple) -> None:
+    import lightgbm as lgb
+
+    panel, _, t = tiny
+    model = _fit("lgbm", tiny)
+    rows = lgbm_rows(model, panel, _windows(panel, t))
+    booster = model.boosters_[0]
+    before = booster.model_to_string()
+    params = {**model._params(), "learning_rate": 0.05}
+    x = model._matrix(rows)
+    reference = lgb.train(params, _dataset(model, rows, x=x), num_boost_round=5, init_model=booster)
+    init = booster.predict(x, raw_score=True)
+    ours = continue_boosting(booster, params, _dataset(model, rows, x=x, init_score=init), 5)
+    assert ours.model_to_string() == reference.model_to_string()
+    assert booster.model_to_string() == before
+
+
+def test_cached_init_scores_equal_a_full_predict_after_several_updates(tiny: tuple) -> None:
+    panel, _, t = tiny
+    model = _fit("lgbm", tiny)
+    days = [t - timedelta(days=3) + timedelta(days=k) for k in range(4)]
+    pool = window_keys(panel, days=pl.col("dt") <= t, group_column="management_group_id")
+    cfg = UpdateConfig(trees=4, row_fraction=0.5)
+    for day in days[:3]:
+        model, _ = update_model(
+            model, panel, _windows(panel, day), through=day, config=cfg, replay_pool=pool
+        )
+    # Replay every window seen so far, plus the last day's new ones.
+    rows = lgbm_rows_for_keys(
+        model, panel, row_keys(pool.filter(pl.col("dt") >= days[0]), fraction=0.5, seed=0)
+    )
+    x = model._matrix(rows)
+    prior, done = _prior_scores(model.replay_scores_, rows, _feature_hash(x))
+    booster = model.boosters_[0]
+    assert {0, booster.current_iteration() - 4, booster.current_iteration() - 8} <= set(done)
+    cached, valid = _cached_raw_scores(booster, x, prior, done, num_threads=1)
+    assert valid
+    np.testing.assert_allclose(cached, booster.predict(x, raw_score=True), rtol=0, atol=1e-9)
+    # Features that changed since a score was cached make it unusable, row by row.
+    moved = x.copy()
+    moved[:, 0] += 1.0
+    assert not _prior_scores(model.replay_scores_, rows, _feature_hash(moved))[1].any()
+
+
+def test_the_score_cache_changes_nothing_that_is_learned(tiny: tuple) -> None:
+    panel, _, t = tiny
+    days = [t - timedelta(days=2) + timedelta(days=k) for k in range(3)]
+    pool = window_keys(panel, days=pl.col("dt") <= t, group_column="management_group_id")
+    cfg = UpdateConfig(trees=4, row_fraction=0.5)
+    cached: Any = _fit("lgbm", tiny)
+    cold: Any = cached  # updates return copies: the two start from the same fit
+    for day in days:
+        # Replay the whole pool each day: most rows were scored by an earlier update.
+        windows = pool.filter(pl.col("dt") <= day).select("series_id", "dt")
+        cached, _ = update_model(cached, panel, windows, through=day, config=cfg, replay_pool=pool)
+        cold, _ = update_model(cold, panel, windows, through=day, config=cfg)
+        cold.replay_scores_ = None  # every init score from a full predict
+    x = cached._matrix(lgbm_rows(cached, panel, pool))
+    np.testing.assert_allclose(
+        cached.boosters_[0].predict(x), cold.boosters_[0].predict(x), rtol=1e-9, atol=1e-9
+    )
+
+
+def test_a_cache_from_other_trees_is_not_used(tiny: tuple) -> None:
+    panel, _, t = tiny
+    model: Any = _fit("lgbm", tiny)
+    windows = _windows(panel, t)
+    pool = window_keys(panel, days=pl.col("dt") <= t, group_column="management_group_id")
+    two_days = pool.filter(pl.col("dt") >= t - timedelta(days=1))
+    model, _ = update_model(
+        model, panel, two_days, through=t, config=UpdateConfig(trees=3), replay_pool=pool
+    )
+    rows = lgbm_rows(model, panel, windows)
+    x = model._matrix(rows)
+    prior, done = _prior_scores(model.replay_scores_, rows, _feature_hash(x))
+    assert done.all()
+    # Same tree structure, new leaf values (what a refit leaves behind): the cache is stale.
+    other = model.boosters_[0].refit(x, rows["y"].to_numpy(), decay_rate=0.5)
+    fresh = other.predict(x, raw_score=True)
+    assert not np.allclose(raw_scores(other, x, prior, done, num_threads=1), fresh)
+    stale, valid = _cached_raw_scores(other, x, prior, done, num_threads=1)
+    assert not valid
+    np.testing.assert_allclose(stale, fresh, rtol=0, atol=1e-9)
+    # An update on swapped boosters re-scores every row and keeps none of the old entries
+    # (not even those of day t - 1, which it does not train on).
+    swapped = copy.copy(model)
+    swapped.boosters_ = [other]
+    after: Any
+    after, _ = update_model(swapped, panel, windows, through=t, replay_pool=pool)
+    assert set(after.replay_scores_["iters"]) == {other.current_iteration()}
+    assert after.replay_scores_["dt"].unique().to_list() == [t]
+    # The refit strategy itself drops the cache.
+    refit, _ = update_model(model, panel, windows, through=t, config=UpdateConfig(strategy="refit"))
+    assert getattr(refit, "replay_scores_", "absent") is None
 
 
 def test_update_rejects_windows_after_through(tiny: tuple) -> None:
