@@ -43,11 +43,17 @@ def prepare_daily(daily: pl.LazyFrame) -> pl.DataFrame:
     if schema["dt"] == pl.String:
         daily = daily.with_columns(pl.col("dt").str.to_date("%Y-%m-%d"))
     ctx = [c for c in CONTEXT_COLUMNS if c in schema and c not in ("product_id",)]
-    frame = sort_by_series_day(
-        daily.select(
-            "series_id", "store_id", "product_id", "dt", *ctx, "hours_sale", "hours_stock_status"
-        ).collect()
-    )
+    frame = daily.select(
+        "series_id", "store_id", "product_id", "dt", *ctx, "hours_sale", "hours_stock_status"
+    ).collect()
+    for key in ("store_id", "product_id", "dt"):
+        nulls = frame[key].is_null()
+        if nulls.any():
+            # Null keys would pass the monotonicity check unseen (nulls are skipped there).
+            raise DataError(
+                f"{int(nulls.sum())} rows have no {key}", column=key, row=int(nulls.arg_max() or 0)
+            )
+    frame = sort_by_series_day(frame)
     bad = frame.filter(
         (pl.col("hours_sale").list.len() != HOURS)
         | (pl.col("hours_stock_status").list.len() != HOURS)

@@ -55,6 +55,12 @@ def test_prepare_daily_sorts_shuffled_rows_and_keeps_sorted_ones(sim_daily: pl.D
     assert in_order.select("series_id", "dt").equals(
         sim_daily.sort("series_id", "dt").select("series_id", "dt")
     )
+    # A null key is named, with its row, instead of slipping past the order check.
+    no_day = sim_daily.with_columns(
+        pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("dt")).alias("dt")
+    )
+    with pytest.raises(DataError, match="row 5: 1 rows have no dt"):
+        prepare_daily(no_day.lazy())
     # Same day twice: not sorted, so the duplicate check still sees it.
     doubled = pl.concat([sim_daily.head(3), sim_daily.head(1)])
     with pytest.raises(DataError, match="more than once"):
