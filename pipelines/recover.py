@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from models.columns import series_day_increasing
 from models.recovery import DEFAULT_METHOD, DayBlock, Recoverer, make_recoverer
 from pipelines.errors import DataError
 from pipelines.io import scan_split, write_parquet
@@ -70,16 +71,6 @@ def prepare_daily(daily: pl.LazyFrame) -> pl.DataFrame:
     return frame
 
 
-def _strictly_increasing(frame: pl.DataFrame) -> bool:
-    """True when (series_id, dt) strictly increases row by row: sorted, no repeated key."""
-    if frame.height < 2:
-        return True
-    step_ok = (pl.col("series_id").diff() > 0) | (
-        (pl.col("series_id").diff() == 0) & (pl.col("dt").diff().dt.total_days() > 0)
-    )
-    return bool(frame.select(step_ok.slice(1).all()).item())
-
-
 def sort_by_series_day(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` sorted by (series_id, dt), sorting only when it is not already.
 
@@ -90,10 +81,10 @@ def sort_by_series_day(frame: pl.DataFrame) -> pl.DataFrame:
     Raises:
         DataError: a (series, day) key appears more than once.
     """
-    if _strictly_increasing(frame):
+    if series_day_increasing(frame):
         return frame
     frame = frame.sort("series_id", "dt")
-    if not _strictly_increasing(frame):  # sorted, so only a repeated key can fail
+    if not series_day_increasing(frame):  # sorted, so only a repeated key can fail
         raise DataError("a (store_id, product_id, dt) key appears more than once")
     return frame
 

@@ -39,6 +39,7 @@ def default_config(name: str, profile: Profile = "default") -> Any:
                 num_leaves=15,
                 min_child_samples=5,
                 row_fraction=1.0,
+                calibration_row_scale=1.0,
                 num_threads=1,
             )
             if profile == "smoke"

@@ -128,6 +128,14 @@ class Forecaster(ABC):
     def _feature_names(self, panel: pl.DataFrame) -> list[str]:
         return ["y"]
 
+    def _fit_calibration_model(self, panel: pl.DataFrame) -> None:
+        """Fit the model whose held-out forecasts set the bands (and ensemble weights).
+
+        The same recipe as the final fit by default; a model may make it cheaper, since only
+        its residual distribution is kept when ``fit`` refits on all history.
+        """
+        self._fit_core(panel)
+
     # -- shared fit/predict ---------------------------------------------------------------
     def fit(
         self, panel: pl.DataFrame, *, calibration_days: int = HORIZON, refit: bool = True
@@ -150,7 +158,7 @@ class Forecaster(ABC):
         self.train_end_ = end
         self.feature_names_ = self._feature_names(hist)
         cut = with_origin(hist, origin, horizon=calibration_days)
-        self._fit_core(cut)
+        self._fit_calibration_model(cut)
         cal = self._predict_point(cut).join(
             calibration_actuals(hist, origin, horizon=calibration_days), on=["series_id", "dt"]
         )
