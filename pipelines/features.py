@@ -18,15 +18,19 @@ Features come in two roles (see :class:`FeatureSpec`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import partial
 from typing import Literal
 
 import polars as pl
+import polars.selectors as cs
 
 from pipelines.schema import BUSINESS_HOURS, COVARIATE_COLUMNS, HIERARCHY_COLUMNS
 
 Target = Literal["recovered", "censored"]
 TARGET_COLUMN = "y"
 MAX_HORIZON = 7
+COVARIATE_WINDOW = 28  # days of known-future covariates in the relative-discount window
 _BUSINESS_HOURS = len(BUSINESS_HOURS)
 
 # Columns derived from the realised day; they are unknown for forecast days and must only
@@ -49,6 +53,13 @@ class FeatureConfig:
     windows: tuple[int, ...] = (7, 14, 28)
     stockout_windows: tuple[int, ...] = (7, 28)
 
+    @property
+    def lookback(self) -> int:
+        """Days of history that any lag or window of a row reads."""
+        return max(
+            *self.lags, *self.seasonal_lags, *self.windows, *self.stockout_windows, COVARIATE_WINDOW
+        )
+
     def __post_init__(self) -> None:
         if any(lag < 1 for lag in self.lags):
             raise ValueError("lags must be >= 1 (lag 0 would be the target itself)")
@@ -70,6 +81,70 @@ class FeatureSpec:
         return (*self.origin, *self.target_day, *self.categorical)
 
 
+# -- whole-column windows ---------------------------------------------------------------------
+# ``expr.over("series_id")`` splits the frame into its 50k series for every expression, ~0.4 s
+# each on the full split. The panel is sorted with contiguous days, so a whole-column shift
+# or running sum, cut where a series starts, gives the same values about 10x faster.
+# ``tests/pipelines/test_features.py`` checks them against the per-series computation.
+_POS = "_pos_in_series"
+
+
+def _with_position(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Add ``_pos_in_series``: the row's index within its series (0 on its first day)."""
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
+    starts = (pl.col("series_id") != pl.col("series_id").shift(1)).fill_null(True)
+    return frame.with_columns((row - pl.when(starts).then(row).forward_fill()).alias(_POS))
+
+
+def _lag(x: pl.Expr, k: int) -> pl.Expr:
+    """``x`` of the same series ``k`` days earlier (null before the series starts)."""
+    return pl.when(pl.col(_POS) >= k).then(x.shift(k))
+
+
+def _with_running_totals(frame: pl.LazyFrame, parts: dict[str, pl.Expr]) -> pl.LazyFrame:
+    """Add ``_sum_{name}`` and ``_n_{name}``: the running sum (nulls as 0) and count of
+    non-null values of each part, from the series' first row to this one.
+
+    Materialised in two steps so every window below is one subtraction of columns (a
+    nested expression would recompute the running sums per window). Needs ``_pos_in_series``.
+    """
+    first = pl.col(_POS) == 0
+    totals = {}
+    for name, x in parts.items():
+        totals[f"_sum_{name}"] = x.fill_null(0.0)
+        totals[f"_n_{name}"] = x.is_not_null().cast(pl.Float64)
+    out = frame.with_columns(x.cum_sum().alias(f"_cum{name}") for name, x in totals.items())
+    # Running total within the series = global running total - its value before the series.
+    return out.with_columns(
+        (
+            pl.col(f"_cum{name}") - pl.when(first).then(pl.col(f"_cum{name}") - x).forward_fill()
+        ).alias(name)
+        for name, x in totals.items()
+    ).drop(f"_cum{name}" for name in totals)
+
+
+def _window_total(name: str, window: int) -> pl.Expr:
+    """The last ``window`` rows of a running total added by :func:`_with_running_totals`."""
+    total = pl.col(name)
+    return total - pl.when(pl.col(_POS) >= window).then(total.shift(window)).otherwise(0.0)
+
+
+def _window_sum(part: str, window: int) -> pl.Expr:
+    """``x.rolling_sum(window, min_samples=1).over("series_id")`` of a part: nulls skipped."""
+    count = _window_total(f"_n_{part}", window)
+    return pl.when(count > 0).then(_window_total(f"_sum_{part}", window))
+
+
+def _window_mean(part: str, window: int) -> pl.Expr:
+    """``x.rolling_mean(window, min_samples=1).over("series_id")`` of a part: nulls skipped."""
+    count = _window_total(f"_n_{part}", window)
+    return pl.when(count > 0).then(_window_total(f"_sum_{part}", window) / count)
+
+
+def _drop_temporaries(frame: pl.LazyFrame) -> pl.LazyFrame:
+    return frame.drop(cs.matches(f"^(_sum_|_n_|{_POS})"))
+
+
 def select_target(frame: pl.LazyFrame, *, target: Target) -> pl.LazyFrame:
     """Add the modelling target ``y``.
 
@@ -88,9 +163,9 @@ def add_lag_features(
     ``target_lag{k}`` and ``target_seasonal_mean_lag7_k{n}``.
     """
     y = pl.col(TARGET_COLUMN)
-    exprs = [y.shift(k).over("series_id").alias(f"target_lag{k}") for k in (*lags, *seasonal_lags)]
+    exprs = [_lag(y, k).alias(f"target_lag{k}") for k in (*lags, *seasonal_lags)]
     seasonal = [f"target_lag{k}" for k in seasonal_lags]
-    out = frame.with_columns(exprs)
+    out = frame.pipe(_with_position).with_columns(exprs).drop(_POS)
     if seasonal:
         out = out.with_columns(
             pl.mean_horizontal(seasonal).alias(f"target_seasonal_mean_lag7_k{len(seasonal)}")
@@ -105,32 +180,36 @@ def add_rolling_features(frame: pl.LazyFrame, *, windows: tuple[int, ...]) -> pl
     and ``target_expanding_mean_lag1``. The ``shift(1)`` before each window is the leakage
     guard: a window at day t ends at day t-1.
     """
-    past = pl.col(TARGET_COLUMN).shift(1)
+    past = _lag(pl.col(TARGET_COLUMN), 1)
+    parts = {"past": past, "past_zero": (past == 0).cast(pl.Float64)}
     exprs: list[pl.Expr] = []
     for w in windows:
         exprs += [
-            past.rolling_mean(w, min_samples=1)
-            .over("series_id")
-            .alias(f"target_rolling_mean_lag1_w{w}"),
-            past.rolling_std(w, min_samples=2)
+            _window_mean("past", w).alias(f"target_rolling_mean_lag1_w{w}"),
+            # std and max stay per series: running sums of squares lose precision, and a
+            # max has no running form.
+            pl.col(TARGET_COLUMN)
+            .shift(1)
+            .rolling_std(w, min_samples=2)
             .over("series_id")
             .alias(f"target_rolling_std_lag1_w{w}"),
-            past.rolling_max(w, min_samples=1)
+            pl.col(TARGET_COLUMN)
+            .shift(1)
+            .rolling_max(w, min_samples=1)
             .over("series_id")
             .alias(f"target_rolling_max_lag1_w{w}"),
-            (past == 0)
-            .cast(pl.Float64)
-            .rolling_mean(w, min_samples=1)
-            .over("series_id")
-            .alias(f"target_rolling_zero_share_lag1_w{w}"),
+            _window_mean("past_zero", w).alias(f"target_rolling_zero_share_lag1_w{w}"),
         ]
     # Series statistic from the past only (a whole-history mean would leak the target).
-    exprs.append(
-        (past.cum_sum() / past.is_not_null().cast(pl.Int64).cum_sum())
-        .over("series_id")
-        .alias("target_expanding_mean_lag1")
+    names = frame.collect_schema().names()
+    return (
+        frame.pipe(_with_position)
+        .pipe(_with_running_totals, {**parts, **_expanding_parts(TARGET_COLUMN)})
+        .with_columns(
+            *exprs, _expanding_mean(names, TARGET_COLUMN).alias("target_expanding_mean_lag1")
+        )
+        .pipe(_drop_temporaries)
     )
-    return frame.with_columns(exprs)
 
 
 def add_conditional_means(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -141,22 +220,67 @@ def add_conditional_means(frame: pl.LazyFrame) -> pl.LazyFrame:
     ``series_id``, ``y``, ``holiday_flag``, ``activity_flag``, ``precpt``; adds
     ``target_expanding_mean_lag1_{holiday,activity,rain}{1,0}``. Past days only (shift 1).
     """
-    flags = {
+    names = frame.collect_schema().names()
+    parts = {k: v for part in _CONDITIONS for k, v in _expanding_parts(part).items()}
+    return (
+        frame.pipe(_with_position)
+        .pipe(_with_running_totals, parts)
+        .with_columns(
+            _expanding_mean(names, part).alias(f"target_expanding_mean_lag1_{part}")
+            for part in _CONDITIONS
+        )
+        .pipe(_drop_temporaries)
+    )
+
+
+# Days of a kind for the conditional means, as in the published SSA baseline.
+_CONDITIONS: dict[str, pl.Expr] = {
+    f"{name}{value}": flag if value else ~flag
+    for name, flag in {
         "holiday": pl.col("holiday_flag") == 1,
         "activity": pl.col("activity_flag") == 1,
         "rain": pl.col("precpt") > 3.5,  # the published SSA's rain threshold
-    }
+    }.items()
+    for value in (1, 0)
+}
+
+
+def _expanding_hits(part: str) -> tuple[pl.Expr, pl.Expr]:
+    """A day's contribution to an expanding mean: its target if the day counts, and 1 if it
+    counts. ``part`` is ``y`` (every known day) or a key of :data:`_CONDITIONS`."""
     y = pl.col(TARGET_COLUMN)
-    exprs = []
-    for name, flag in flags.items():
-        for value, cond in ((1, flag), (0, ~flag)):
-            hit = (cond & y.is_not_null()).cast(pl.Float64)
-            num = (y.fill_null(0.0) * hit).shift(1).cum_sum().over("series_id")
-            den = hit.shift(1).cum_sum().over("series_id")
-            exprs.append(
-                pl.when(den > 0).then(num / den).alias(f"target_expanding_mean_lag1_{name}{value}")
-            )
-    return frame.with_columns(exprs)
+    hit = y.is_not_null() if part == TARGET_COLUMN else _CONDITIONS[part] & y.is_not_null()
+    hit = hit.cast(pl.Float64)
+    return y.fill_null(0.0) * hit, hit
+
+
+def _expanding_parts(part: str) -> dict[str, pl.Expr]:
+    """The previous day's contributions, as running-total parts (past days only: lag 1)."""
+    num, den = _expanding_hits(part)
+    return {f"{part}_num": _lag(num, 1), f"{part}_den": _lag(den, 1)}
+
+
+def _expanding_mean(names: list[str], part: str) -> pl.Expr:
+    """The mean target over the series' earlier days (of a kind), null before the first one.
+
+    Reads the running totals of :func:`_expanding_parts`. Frames cut to a recent window (see
+    :func:`build_features` ``features_from``) carry the totals of the cut-off days in
+    ``_prior_*`` columns, which are added.
+    """
+    num, den = pl.col(f"_sum_{part}_num"), pl.col(f"_sum_{part}_den")
+    prior_num, prior_den = f"_prior_{part}_sum", f"_prior_{part}_n"
+    if prior_num in names:
+        num, den = num + pl.col(prior_num), den + pl.col(prior_den)
+    return pl.when(den > 0).then(num / den)
+
+
+def expanding_priors(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """Per series, the totals of every expanding mean over ``frame``'s rows (``_prior_*``)."""
+    aggs = []
+    for part in (TARGET_COLUMN, *_CONDITIONS):
+        num, den = _expanding_hits(part)
+        aggs += [num.sum().alias(f"_prior_{part}_sum"), den.sum().alias(f"_prior_{part}_n")]
+    return frame.group_by("series_id").agg(aggs)
 
 
 def add_stockout_features(frame: pl.LazyFrame, *, windows: tuple[int, ...]) -> pl.LazyFrame:
@@ -167,29 +291,29 @@ def add_stockout_features(frame: pl.LazyFrame, *, windows: tuple[int, ...]) -> p
     ``stockout_hours_lag1``, ``imputed_share_lag1_w{w}`` and ``recovered_share_lag1_w{w}``.
     """
     names = frame.collect_schema().names()
-    rate = (pl.col("stock_hour6_22_cnt").cast(pl.Float64) / _BUSINESS_HOURS).shift(1)
-    exprs = [pl.col("stock_hour6_22_cnt").shift(1).over("series_id").alias("stockout_hours_lag1")]
+    parts = {"rate": _lag(pl.col("stock_hour6_22_cnt").cast(pl.Float64) / _BUSINESS_HOURS, 1)}
+    if "imputed_hours" in names:
+        parts["share"] = _lag(pl.col("imputed_hours").cast(pl.Float64) / 24, 1)
+    if "demand_amount" in names:
+        parts["gap"] = _lag(pl.col("demand_amount") - pl.col("sale_amount"), 1)
+        parts["dem"] = _lag(pl.col("demand_amount"), 1)
+    exprs = [_lag(pl.col("stock_hour6_22_cnt"), 1).alias("stockout_hours_lag1")]
     for w in windows:
-        exprs.append(
-            rate.rolling_mean(w, min_samples=1).over("series_id").alias(f"stockout_rate_lag1_w{w}")
-        )
-        if "imputed_hours" in names:
-            share = (pl.col("imputed_hours").cast(pl.Float64) / 24).shift(1)
+        exprs.append(_window_mean("rate", w).alias(f"stockout_rate_lag1_w{w}"))
+        if "share" in parts:
+            exprs.append(_window_mean("share", w).alias(f"imputed_share_lag1_w{w}"))
+        if "gap" in parts:
             exprs.append(
-                share.rolling_mean(w, min_samples=1)
-                .over("series_id")
-                .alias(f"imputed_share_lag1_w{w}")
+                (_window_sum("gap", w) / (_window_sum("dem", w) + 1e-9)).alias(
+                    f"recovered_share_lag1_w{w}"
+                )
             )
-        if "demand_amount" in names:
-            gap = (pl.col("demand_amount") - pl.col("sale_amount")).shift(1)
-            dem = pl.col("demand_amount").shift(1)
-            exprs.append(
-                (
-                    gap.rolling_sum(w, min_samples=1).over("series_id")
-                    / (dem.rolling_sum(w, min_samples=1).over("series_id") + 1e-9)
-                ).alias(f"recovered_share_lag1_w{w}")
-            )
-    return frame.with_columns(exprs)
+    return (
+        frame.pipe(_with_position)
+        .pipe(_with_running_totals, parts)
+        .with_columns(exprs)
+        .pipe(_drop_temporaries)
+    )
 
 
 def add_calendar_features(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -205,7 +329,7 @@ def add_calendar_features(frame: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def add_covariate_features(frame: pl.LazyFrame, *, window: int = 28) -> pl.LazyFrame:
+def add_covariate_features(frame: pl.LazyFrame, *, window: int = COVARIATE_WINDOW) -> pl.LazyFrame:
     """Add relative discount and promotion context from known-future covariates.
 
     Known-future covariates are published for forecast days, so windows over them may
@@ -213,15 +337,15 @@ def add_covariate_features(frame: pl.LazyFrame, *, window: int = 28) -> pl.LazyF
     ``discount_rel_w{window}`` and ``activity_rolling_mean_w{window}``.
     """
     disc = pl.col("discount")
-    return frame.with_columns(
-        (disc / (disc.rolling_mean(window, min_samples=1).over("series_id") + 1e-6)).alias(
-            f"discount_rel_w{window}"
-        ),
-        pl.col("activity_flag")
-        .cast(pl.Float64)
-        .rolling_mean(window, min_samples=1)
-        .over("series_id")
-        .alias(f"activity_rolling_mean_w{window}"),
+    parts = {"disc": disc, "act": pl.col("activity_flag").cast(pl.Float64)}
+    return (
+        frame.pipe(_with_position)
+        .pipe(_with_running_totals, parts)
+        .with_columns(
+            (disc / (_window_mean("disc", window) + 1e-6)).alias(f"discount_rel_w{window}"),
+            _window_mean("act", window).alias(f"activity_rolling_mean_w{window}"),
+        )
+        .pipe(_drop_temporaries)
     )
 
 
@@ -234,29 +358,51 @@ def add_static_features(frame: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def build_features(
-    panel: pl.LazyFrame, *, config: FeatureConfig | None = None
+    panel: pl.LazyFrame,
+    *,
+    config: FeatureConfig | None = None,
+    features_from: date | None = None,
 ) -> tuple[pl.LazyFrame, FeatureSpec]:
     """Run every feature step on a panel that already has ``y``.
 
     Args:
         panel: one row per series-day, contiguous days per series, with ``y``,
-            ``stock_hour6_22_cnt``, covariates and hierarchy ids (see :func:`build_panel`).
+            ``stock_hour6_22_cnt``, covariates and hierarchy ids (see :func:`build_panel`),
+            sorted by ``series_id`` and ``dt``.
         config: window choices; defaults to :class:`FeatureConfig`.
+        features_from: when given, return only the rows from this day on (a forecast needs
+            no more). Their features equal the full computation's: the windows run over the
+            last :meth:`FeatureConfig.lookback` days before it, and the expanding means add
+            per-series totals of the days cut off (``tests/pipelines/test_features.py``).
 
     Returns:
         The panel with feature columns added (sorted by ``series_id``, ``dt``) and the spec.
     """
     cfg = config or FeatureConfig()
-    out = (
-        panel.sort("series_id", "dt")
-        .pipe(add_lag_features, lags=cfg.lags, seasonal_lags=cfg.seasonal_lags)
-        .pipe(add_rolling_features, windows=cfg.windows)
-        .pipe(add_conditional_means)
-        .pipe(add_stockout_features, windows=cfg.stockout_windows)
-        .pipe(add_calendar_features)
-        .pipe(add_covariate_features)
-        .pipe(add_static_features)
+    frame = panel
+    if features_from is not None:
+        start = features_from - timedelta(days=cfg.lookback)
+        priors = expanding_priors(frame.filter(pl.col("dt") < start))
+        frame = frame.filter(pl.col("dt") >= start).join(
+            priors, on="series_id", how="left", maintain_order="left"
+        )
+        frame = frame.with_columns(pl.col("^_prior_.*$").fill_null(0.0))
+    steps = (
+        partial(add_lag_features, lags=cfg.lags, seasonal_lags=cfg.seasonal_lags),
+        partial(add_rolling_features, windows=cfg.windows),
+        add_conditional_means,
+        partial(add_stockout_features, windows=cfg.stockout_windows),
+        add_calendar_features,
+        add_covariate_features,
+        add_static_features,
     )
+    out = frame
+    for step in steps:
+        # Collect after each step: polars 2.1 runs this chain of running-total columns
+        # 2.5x slower as one plan than step by step (21 s vs 8.3 s on the full split).
+        out = step(out).collect().lazy()
+    if features_from is not None:
+        out = out.filter(pl.col("dt") >= features_from).drop(cs.starts_with("_prior_"))
     names = out.collect_schema().names()
     origin = tuple(
         n

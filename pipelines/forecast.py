@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,14 @@ import polars as pl
 
 from models.forecasters import Forecaster, make_forecaster
 from pipelines.errors import DataError, FreshcastError
-from pipelines.features import FeatureConfig, FeatureSpec, Target, build_features, build_panel
+from pipelines.features import (
+    FeatureConfig,
+    FeatureSpec,
+    Target,
+    add_static_features,
+    build_features,
+    build_panel,
+)
 from pipelines.io import scan_split, split_path, write_bytes, write_parquet
 from pipelines.schema import FORECAST_SCHEMA
 
@@ -69,12 +77,23 @@ def make_panel(
     target: Target,
     feature_config: FeatureConfig | None = None,
     recovery: Recovery | None = None,
+    features_from: date | None = None,
 ) -> tuple[pl.DataFrame, FeatureSpec]:
-    """History (+ recovery) and forecast days, with every feature, collected."""
+    """History (+ recovery) and forecast days, with every feature, collected.
+
+    ``features_from``: compute features only for the days from then on (earlier rows keep
+    their data columns, with null features). A forecast reads features on its forecast
+    days alone, and this cuts the feature work to a 28-day window (see ``build_features``).
+    """
     hist = attach_recovery(history, target=target, recovery=recovery)
     panel = build_panel(hist, future, target=target)
-    features, spec = build_features(panel, config=feature_config)
-    return features.collect(), spec
+    features, spec = build_features(panel, config=feature_config, features_from=features_from)
+    if features_from is None:
+        return features.collect(), spec
+    # Same dtypes as the featured rows (the ids become categorical codes), null features.
+    early = panel.filter(pl.col("dt") < features_from).pipe(add_static_features)
+    stitched = pl.concat([early, features], how="diagonal").sort("series_id", "dt")
+    return stitched.collect(), spec
 
 
 def spec_dict(spec: FeatureSpec) -> dict[str, tuple[str, ...]]:
@@ -184,7 +203,14 @@ def forecast_days(
     hist_ids = history.select("series_id").unique()
     future = future.join(hist_ids, on="series_id", how="semi")
     target: Target = model.target_  # type: ignore[assignment]
-    panel, _ = make_panel(history, future, target=target, feature_config=fcfg, recovery=recovery)
+    panel, _ = make_panel(
+        history,
+        future,
+        target=target,
+        feature_config=fcfg,
+        recovery=recovery,
+        features_from=first_future,
+    )
     pred = model.predict(panel)
     return (
         pred.join(keys.collect(), on="series_id", how="left")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from models.forecasters import MODEL_NAMES, Forecaster, make_forecaster
 from models.forecasters.base import PRED_COLUMNS, ConformalBands, with_origin
@@ -71,6 +72,23 @@ def test_round_trip_and_self_description(
     assert info["target"] == "censored"
     assert info["train_end"] == str(panel.filter(~pl.col("is_future"))["dt"].max())
     assert info["features"]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_forecasts_from_the_windowed_panel_equal_the_full_panel(
+    name: str, fitted: dict[str, Forecaster], sim_dir: Path
+) -> None:
+    # `freshcast forecast` builds features for the forecast days only (features_from);
+    # every model must forecast exactly as from the fully featured panel.
+    hist, fut = scan_split(sim_dir, "train"), scan_split(sim_dir, "eval")
+    full, _ = make_panel(hist, fut, target="censored")
+    first = full.filter(pl.col("is_future"))["dt"].min()
+    windowed, _ = make_panel(hist, fut, target="censored", features_from=first)
+    assert windowed.height == full.height
+    assert windowed.columns == full.columns
+    want = fitted[name].predict(full)
+    got = fitted[name].predict(windowed)
+    assert_frame_equal(got, want, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
 
 
 def test_lgbm_reads_only_its_named_features(fitted: dict[str, Forecaster]) -> None:
