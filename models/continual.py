@@ -137,12 +137,16 @@ def copy_model(model: Forecaster) -> Forecaster:
 
 
 def full_fit_work(model: Forecaster) -> float:
-    """Compute units of a full fit: rows x trees (LightGBM) or samples x epochs (neural)."""
+    """Compute units of a full fit: rows x trees (LightGBM) or samples x epochs (neural),
+    summed over every model ``Forecaster.fit`` trained (the calibration fit and the refit)."""
     c = model.config
     if model.name == "lgbm":
-        return float(model.train_rows_ * c.n_estimators)  # type: ignore[attr-defined]
+        # Models pickled before fit_work_ existed counted their last fit only.
+        last = model.train_rows_ * c.n_estimators  # type: ignore[attr-defined]
+        return float(getattr(model, "fit_work_", last))
     if model.name == "neural":
-        return float(max(1, c.samples_per_epoch // c.batch_size) * c.batch_size * c.epochs)
+        per_net = max(1, c.samples_per_epoch // c.batch_size) * c.batch_size * c.epochs
+        return float(per_net * getattr(c, "nets", 1) * getattr(model, "fit_count_", 1))
     raise ValueError(f"continual refresh supports lgbm and neural, not {model.name!r}")
 
 

@@ -238,22 +238,44 @@ def refresh(
     ],
     model_path: Annotated[
         Path | None,
-        typer.Option("--model", help="A model file to refresh instead of the registry champion."),
+        typer.Option(
+            "--model",
+            help="Refresh this model file instead, and only write the result (no registry).",
+        ),
     ] = None,
+    force: Annotated[bool, typer.Option(help="Run a finished date again from scratch.")] = False,
 ) -> None:
-    """Update the champion (or --model) with replay through DATE; write the refreshed model."""
-    from pipelines.refresh import refresh as run_refresh
+    """Update the champion with replay through DATE, register it as challenger, and gate it."""
+    if model_path is not None:
+        from pipelines.refresh import refresh as refresh_file
 
-    _, info = run_refresh(_settings(data), data, through.date(), model_path=model_path)
-    if not info.get("new_windows"):
-        console.print(f"nothing new through {through.date()}: the model is up to date")
+        _, info = refresh_file(_settings(data), data, through.date(), model_path=model_path)
+        if not info.get("new_windows"):
+            console.print(f"nothing new through {through.date()}: the model is up to date")
+            return
+        console.print(
+            f"refreshed on {info['new_windows']:,} new and {info['replay_windows']:,} replay "
+            f"windows in {info['seconds']:.1f}s; wrote {info['path']}"
+        )
+        if info.get("needs_retrain"):
+            console.print(f"a full retrain is due ({info['reason']}): run `freshcast train`")
         return
+    from pipelines import jobs
+
+    result = jobs.refresh_job(_settings(data), business_date=through.date(), force=force)
+    if result.status != "done":
+        return
+    train, gate = result.records.get("train", {}), result.records.get("gate", {})
     console.print(
-        f"refreshed on {info['new_windows']:,} new and {info['replay_windows']:,} replay windows "
-        f"in {info['seconds']:.1f}s; wrote {info['path']}"
+        f"refreshed on {train.get('new_windows') or 0:,} new and "
+        f"{train.get('replay_windows') or 0:,} replay windows in {train.get('seconds', 0):.1f}s; "
+        f"registered v{gate.get('version')} as challenger: {gate.get('reason', '')}",
+        highlight=False,
     )
-    if info.get("needs_retrain"):
-        console.print(f"a full retrain is due ({info['reason']}): run `freshcast train`")
+    if train.get("needs_retrain"):
+        console.print(
+            f"a full retrain is due ({train.get('reason')}): run `freshcast run --retrain`"
+        )
 
 
 @evaluate_app.command("continual")

@@ -30,14 +30,28 @@ def build_steps(root: Path, day: date, *, retrain: bool) -> list[Step]:
     """The daily job's steps, bound to a dataset and a business date."""
     paths = _Paths(root, day)
     return [
+        *_model_steps(paths, lambda ctx: _train(ctx, paths, retrain=retrain)),
+        Step("forecast", lambda ctx: _forecast(ctx, paths)),
+        Step("aggregates", lambda ctx: _aggregates(ctx, paths)),
+    ]
+
+
+def build_refresh_steps(root: Path, day: date) -> list[Step]:
+    """The ``freshcast refresh`` job's steps: the daily job's, up to the gate, with a train
+    step that only refreshes the champion (no fallback to a full fit)."""
+    paths = _Paths(root, day)
+    return _model_steps(paths, lambda ctx: _train(ctx, paths, retrain=False, refresh_only=True))
+
+
+def _model_steps(paths: _Paths, train: Any) -> list[Step]:
+    """Ingest to gate: what the daily job and the refresh job share."""
+    return [
         Step("ingest", lambda ctx: _ingest(ctx, paths)),
         Step("recover", lambda ctx: _recover(ctx, paths)),
-        Step("train", lambda ctx: _train(ctx, paths, retrain=retrain)),
+        Step("train", train),
         Step("evaluate", lambda ctx: _evaluate(ctx, paths)),
         Step("register", lambda ctx: _register(ctx, paths)),
         Step("gate", lambda ctx: _gate(ctx)),
-        Step("forecast", lambda ctx: _forecast(ctx, paths)),
-        Step("aggregates", lambda ctx: _aggregates(ctx, paths)),
     ]
 
 
@@ -111,16 +125,26 @@ def _recover(ctx: StepContext, paths: _Paths) -> dict[str, Any]:
     return {"path": str(out), "rows": recovered.height, "seconds": seconds, "lost_sales": lost}
 
 
-def _train(ctx: StepContext, paths: _Paths, *, retrain: bool) -> dict[str, Any]:
+def _train(
+    ctx: StepContext, paths: _Paths, *, retrain: bool, refresh_only: bool = False
+) -> dict[str, Any]:
     """Refresh the champion with replay when it can be; otherwise a full fit.
 
     A refresh needs a champion of the same recipe, trained before D. The refresh's own
-    safety net (weekly, or drift in its prequential error) turns it into a full fit.
+    safety net (weekly, or drift in its prequential error) turns it into a full fit, except
+    with ``refresh_only`` (``freshcast refresh``): then the refreshed model goes on to the
+    gate, the due retrain is reported, and no refreshable champion is an error.
     """
     history = _recovered_history(ctx, paths)
     recipe = serving.Recipe.from_settings(ctx.settings)
     started = time.perf_counter()
     champion = None if retrain else _refreshable_champion(ctx, recipe, paths.day)
+    if refresh_only and champion is None:
+        raise FreshcastError(
+            f"no champion to refresh through {paths.day}: it must be an lgbm or neural model "
+            f"of the configured recipe ({recipe.model}, {recipe.target}) trained before that "
+            "day. Run `freshcast run` (or `freshcast run --retrain`) first."
+        )
     refresh_log: dict[str, Any] = {}
     mode = "retrain" if retrain else "train"
     model = None
@@ -130,7 +154,7 @@ def _train(ctx: StepContext, paths: _Paths, *, retrain: bool) -> dict[str, Any]:
         buffer_dir = _staged_buffer(ctx, champion.name, paths.day)
         refreshed = refresh_model(champion, history, through=paths.day, buffer_dir=buffer_dir)
         refresh_log = (getattr(refreshed, "refresh_log_", None) or [{}])[-1]
-        if refreshed is not champion and not refresh_log.get("needs_retrain"):
+        if refreshed is not champion and (refresh_only or not refresh_log.get("needs_retrain")):
             model, mode = refreshed, "refresh"
         else:
             mode = f"train ({refresh_log.get('reason') or 'no new days'})"
@@ -155,7 +179,10 @@ def _train(ctx: StepContext, paths: _Paths, *, retrain: bool) -> dict[str, Any]:
         "seconds": seconds,
         "mode": mode,
         "recipe": recipe.as_params(),
-        "pre_wape": refresh_log.get("pre_wape"),
+        **{
+            key: refresh_log.get(key)
+            for key in ("pre_wape", "new_windows", "replay_windows", "needs_retrain", "reason")
+        },
     }
 
 

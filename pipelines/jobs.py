@@ -31,6 +31,7 @@ from pipelines.validate import ValidationReport, render_report, validate_dataset
 DEFAULT_SERIES = 1000
 DEFAULT_SEED = 2024
 DAILY_JOB = "daily"
+REFRESH_JOB = "refresh"
 
 console = Console(stderr=True)
 
@@ -169,6 +170,23 @@ def daily_job(
     steps = daily_steps.build_steps(root, day, retrain=retrain)
     steps.append(Step("finish", finish_parent_run))
     return run_job(settings, job=DAILY_JOB, business_date=day.isoformat(), steps=steps, force=force)
+
+
+def refresh_job(
+    settings: Settings, *, business_date: date | None = None, force: bool = False
+) -> JobResult:
+    """``freshcast refresh``: update the champion with replay through ``business_date``,
+    register the result as challenger and gate it (the daily job's steps up to the gate)."""
+    from pipelines import daily_steps
+
+    registry.configure(settings.tracking_uri)
+    root = ensure_dataset(settings)
+    day = resolve_business_date(root, business_date)
+    steps = daily_steps.build_refresh_steps(root, day)
+    steps.append(Step("finish", finish_parent_run))
+    return run_job(
+        settings, job=REFRESH_JOB, business_date=day.isoformat(), steps=steps, force=force
+    )
 
 
 # -- human overrides of the gate -----------------------------------------------------------

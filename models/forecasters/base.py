@@ -158,6 +158,8 @@ class Forecaster(ABC):
         self.train_end_ = end
         self.feature_names_ = self._feature_names(hist)
         cut = with_origin(hist, origin, horizon=calibration_days)
+        self.fit_count_ = 2 if refit else 1  # models trained, for cost accounting
+        self.fit_work_ = 0.0  # a model's _fit_core may add its compute units here
         self._fit_calibration_model(cut)
         cal = self._predict_point(cut).join(
             calibration_actuals(hist, origin, horizon=calibration_days), on=["series_id", "dt"]

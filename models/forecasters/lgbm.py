@@ -208,6 +208,7 @@ class LGBMForecaster(Forecaster):
             )
             self.boosters_.append(lgb.train(self._params(), data, num_boost_round=c.n_estimators))
         self.train_rows_ = train.height
+        self.fit_work_ = getattr(self, "fit_work_", 0.0) + train.height * c.n_estimators
 
     def _predict_point(self, panel: pl.DataFrame) -> pl.DataFrame:
         c = self.config

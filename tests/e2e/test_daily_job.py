@@ -311,3 +311,28 @@ def test_two_consecutive_dates_refresh_with_replay(raw: Path, tmp_path: Path) ->
     assert 0 < refreshed["acc_refresh_prequential"] < 1
     assert refreshed["seconds_train_step"] > 0
     assert refreshed["seconds_full_fit"] > 0
+    # `freshcast refresh` on the next date: the same steps up to the gate, as its own job.
+    out = CliRunner().invoke(
+        app,
+        ["refresh", "--data", str(home / "data" / "raw"), "--through", "2024-05-16"],
+        env=_env(home),
+    )
+    assert out.exit_code == 0, out.output
+    assert "registered v3 as challenger" in out.output
+    assert registry.alias_version(registry.CHALLENGER).version == 3  # type: ignore[union-attr]
+    assert (home / "data" / "replay" / "lgbm" / "2024-05-16" / "manifest.json").is_file()
+    runs = mlflow.search_runs(experiment_names=["refresh"], output_format="list")
+    assert [r.data.params.get("mode") for r in runs if r.info.run_name == "train"] == ["refresh"]
+    assert len([r for r in runs if r.info.run_name == "gate"]) == 1
+
+
+def test_refresh_without_a_champion_is_a_clear_error(raw: Path, tmp_path: Path) -> None:
+    home = _home(tmp_path / "empty", raw)
+    out = CliRunner().invoke(
+        app,
+        ["refresh", "--data", str(home / "data" / "raw"), "--through", "2024-05-15"],
+        env=_env(home),
+    )
+    assert out.exit_code != 0
+    assert "no champion to refresh" in out.output
+    assert "Traceback" not in out.output
