@@ -7,7 +7,7 @@ mutated). It composes with the fitted objects without editing their classes:
 * **LightGBM** (``LGBMForecaster.boosters_``): ``continue`` adds ``trees`` trees per booster
   with ``init_model`` on the stacked rows of the windows; ``refit`` keeps every tree's
   structure and re-fits leaf values on those rows (``Booster.refit`` with ``refit_decay``).
-* **Lightning** (``NeuralForecaster.net_``): fine-tunes the current weights for ``epochs``
+* **Lightning** (every net of ``NeuralForecaster``): fine-tunes the current weights for ``epochs``
   passes over the windows, optionally after shrink-and-perturb (Ash & Adams, 2020).
 
 :func:`retrain_on_windows` is arm A4 (from scratch on the buffer alone). Probes score a

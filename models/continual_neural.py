@@ -1,8 +1,8 @@
 """Lightning fine-tuning for continual refresh (the neural half of :mod:`models.continual`).
 
-Fine-tunes ``NeuralForecaster.net_`` in place on the refresh windows, every window once per
-epoch, optionally after shrink-and-perturb; a callback scores fixed probes every few
-optimizer steps for the stability gap.
+Fine-tunes every net of a ``NeuralForecaster`` (``net_`` and ``extra_nets_``) in place on the
+refresh windows, every window once per epoch, optionally after shrink-and-perturb; a
+callback scores fixed probes every few optimizer steps for the stability gap.
 """
 
 from __future__ import annotations
@@ -60,37 +60,49 @@ def update_neural(
     scratch: bool,
 ) -> dict[str, Any]:
     c = model.config
-    torch.manual_seed(cfg.seed)
     torch.set_num_threads(c.num_threads)
     arrays, s, o = _neural_window_index(model, panel, windows)
-    if scratch:
-        model.net_ = TiDENet(c, len(KNOWN) + 7, [len(model.vocab_[k]) for k in STATIC])  # type: ignore[attr-defined]
-    elif cfg.shrink < 1 or cfg.perturb > 0:
-        with torch.no_grad():
-            for p in model.net_.parameters():  # type: ignore[attr-defined]
-                p.mul_(cfg.shrink).add_(cfg.perturb * torch.randn_like(p))
-    net = model.net_  # type: ignore[attr-defined]
-    net.train()
-    batches = _WindowBatches(arrays, s, o, c.lookback, cfg.batch_size, cfg.seed)
+    nets = all_nets(model)
     callbacks: list[L.Callback] = [_ProbeCallback(model, probes, cfg.probe_every)] if probes else []
-    trainer = cpu_trainer(
-        max_epochs=cfg.epochs,
-        callbacks=callbacks,
-    )
-    trainer.fit(
-        # Fine-tune with the loss the model was trained with (old pickles predate the option).
-        _Module(net, cfg.fine_tune_lr, getattr(c, "point_loss", "mse")),
-        torch.utils.data.DataLoader(batches, batch_size=None),
-    )
-    net.eval()
+    # Every net of the model learns the same windows (each with its own seed), one after
+    # the other; the probes score the served average throughout.
+    for i, old in enumerate(nets):
+        torch.manual_seed(cfg.seed + i)
+        if scratch:
+            net = TiDENet(c, len(KNOWN) + 7, [len(model.vocab_[k]) for k in STATIC])  # type: ignore[attr-defined]
+        else:
+            net = old
+            if cfg.shrink < 1 or cfg.perturb > 0:
+                with torch.no_grad():
+                    for p in net.parameters():
+                        p.mul_(cfg.shrink).add_(cfg.perturb * torch.randn_like(p))
+        nets[i] = net
+        _set_nets(model, nets)
+        net.train()
+        batches = _WindowBatches(arrays, s, o, c.lookback, cfg.batch_size, cfg.seed + i)
+        cpu_trainer(max_epochs=cfg.epochs, callbacks=callbacks).fit(
+            # Fine-tune with the loss the model was trained with (old pickles predate it).
+            _Module(net, cfg.fine_tune_lr, getattr(c, "point_loss", "mse")),
+            torch.utils.data.DataLoader(batches, batch_size=None),
+        )
+        net.eval()
     curve = callbacks[0].curve if callbacks else []  # type: ignore[attr-defined]
     spent = callbacks[0].seconds if callbacks else 0.0  # type: ignore[attr-defined]
     return {
-        "work": float(len(s) * cfg.epochs),
+        "work": float(len(s) * cfg.epochs * len(nets)),
         "rows": len(s),
         "probe_curve": curve,
         "probe_seconds": spent,
     }
+
+
+def all_nets(model: Forecaster) -> list[Any]:
+    """The model's nets: ``net_`` first, then ``extra_nets_`` (none in older pickles)."""
+    return [model.net_, *getattr(model, "extra_nets_", [])]  # type: ignore[attr-defined]
+
+
+def _set_nets(model: Forecaster, nets: list[Any]) -> None:
+    model.net_, model.extra_nets_ = nets[0], nets[1:]  # type: ignore[attr-defined]
 
 
 class _WindowBatches(torch.utils.data.IterableDataset):
@@ -131,17 +143,23 @@ class _ProbeCallback(L.Callback):
         if trainer.global_step % self.every:
             return
         started = time.perf_counter()
-        net = self.model.net_  # type: ignore[attr-defined]
-        net.eval()
+        nets = all_nets(self.model)
+        training = [net.training for net in nets]
+        for net in nets:
+            net.eval()
         scores = []
         with torch.no_grad():
             for inputs, scale, y, mask in self.tensors:
-                pred = (net(*inputs)[..., 0] * scale[:, None]).numpy()
-                pred = np.maximum(pred, 0) * self.model.bias_  # type: ignore[attr-defined]
+                # As predict serves it: each net clipped at 0, then averaged.
+                per_net = [
+                    np.maximum((n(*inputs)[..., 0] * scale[:, None]).numpy(), 0) for n in nets
+                ]
+                pred = np.mean(per_net, axis=0) * self.model.bias_  # type: ignore[attr-defined]
                 scores.append(
                     float(np.abs(pred - y)[mask].sum() / max(np.abs(y)[mask].sum(), 1e-9))
                 )
-        net.train()
+        for net, was in zip(nets, training, strict=True):
+            net.train(was)
         self.curve.append(float(np.mean(scores)))
         self.seconds += time.perf_counter() - started
 

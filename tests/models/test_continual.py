@@ -27,6 +27,7 @@ from models.continual import (
     row_keys,
     update_model,
 )
+from models.continual_neural import all_nets
 from models.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
 
 START = date(2024, 3, 28)
@@ -332,16 +333,19 @@ def test_neural_fine_tune_and_scratch_retrain(tiny: tuple) -> None:
 
     panel, _, t = tiny
     model = _fit("neural", tiny)
-    before = [p.detach().clone() for p in model.net_.parameters()]
+    nets = all_nets(model)
+    assert len(nets) == model.config.nets == 2
+    before = [[p.detach().clone() for p in net.parameters()] for net in nets]
     new = window_keys(
         panel, days=pl.col("dt") == t + timedelta(days=1), group_column="management_group_id"
     )
     out, info = update_model(
         model, panel, new, through=t + timedelta(days=1), config=UpdateConfig(epochs=1)
     )
-    assert all(torch.equal(a, b) for a, b in zip(before, model.net_.parameters(), strict=True))
-    assert any(not torch.equal(a, b) for a, b in zip(before, out.net_.parameters(), strict=True))
-    assert info["work"] == new.height
+    for old, net, updated in zip(before, nets, all_nets(out), strict=True):
+        assert all(torch.equal(a, b) for a, b in zip(old, net.parameters(), strict=True))
+        assert any(not torch.equal(a, b) for a, b in zip(old, updated.parameters(), strict=True))
+    assert info["work"] == new.height * 2  # one epoch over the windows, per net
     scratch, _ = retrain_on_windows(model, panel, new, through=t + timedelta(days=1))
     assert (
         scratch.predict(panel.filter(pl.col("dt") <= t + timedelta(days=1)).pipe(_cut, t)).height
