@@ -114,6 +114,7 @@ def main() -> None:
     parser.add_argument("--warm-days", type=int, default=56)
     parser.add_argument("--models", default="lgbm,neural")
     parser.add_argument("--profile", default="bench", choices=["bench", "default", "smoke"])
+    parser.add_argument("--target", default="censored", choices=["censored", "recovered"])
     parser.add_argument(
         "--no-variants", action="store_true", help="skip the frontier's extra settings"
     )
@@ -124,6 +125,7 @@ def main() -> None:
         warm_days=args.warm_days,
         steps=args.steps,
         profile=args.profile,
+        target=args.target,
         variants=() if args.no_variants else VARIANTS,
     )
     started = time.perf_counter()

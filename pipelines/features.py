@@ -25,6 +25,7 @@ from typing import Literal
 import polars as pl
 import polars.selectors as cs
 
+from models.columns import series_day_increasing
 from pipelines.schema import BUSINESS_HOURS, COVARIATE_COLUMNS, HIERARCHY_COLUMNS
 
 Target = Literal["recovered", "censored"]
@@ -84,7 +85,8 @@ class FeatureSpec:
 # -- whole-column windows ---------------------------------------------------------------------
 # ``expr.over("series_id")`` splits the frame into its 50k series for every expression, ~0.4 s
 # each on the full split. The panel is sorted with contiguous days, so a whole-column shift
-# or running sum, cut where a series starts, gives the same values about 10x faster.
+# or running sum, cut where a series starts, gives the same values 5-30x faster per
+# expression (12.3 s -> 8.3 s CPU for every feature on the full split).
 # ``tests/pipelines/test_features.py`` checks them against the per-series computation.
 _POS = "_pos_in_series"
 
@@ -367,8 +369,8 @@ def build_features(
 
     Args:
         panel: one row per series-day, contiguous days per series, with ``y``,
-            ``stock_hour6_22_cnt``, covariates and hierarchy ids (see :func:`build_panel`),
-            sorted by ``series_id`` and ``dt``.
+            ``stock_hour6_22_cnt``, covariates and hierarchy ids (see :func:`build_panel`);
+            sorted here by ``series_id`` and ``dt`` unless it already is.
         config: window choices; defaults to :class:`FeatureConfig`.
         features_from: when given, return only the rows from this day on (a forecast needs
             no more). Their features equal the full computation's: the windows run over the
@@ -379,7 +381,11 @@ def build_features(
         The panel with feature columns added (sorted by ``series_id``, ``dt``) and the spec.
     """
     cfg = config or FeatureConfig()
-    frame = panel
+    # The windows below are whole-column operations: rows must be in series-day order.
+    collected = panel.collect()
+    if not series_day_increasing(collected):
+        collected = collected.sort("series_id", "dt")
+    frame = collected.lazy()
     if features_from is not None:
         start = features_from - timedelta(days=cfg.lookback)
         priors = expanding_priors(frame.filter(pl.col("dt") < start))

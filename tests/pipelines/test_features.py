@@ -228,3 +228,12 @@ def test_running_total_windows_equal_per_series_rolling() -> None:
         .collect()
     )
     assert_frame_equal(got, want, check_exact=False, rel_tol=1e-9, abs_tol=1e-9)
+
+
+def test_features_of_a_shuffled_panel_equal_the_sorted_ones() -> None:
+    rng = np.random.default_rng(2)
+    daily = _daily(rng.gamma(1.0, 1.0, size=(3, 35)).round(1), rng.integers(0, 17, (3, 35)))
+    panel = build_panel(daily.lazy(), None, target="recovered").collect()
+    want, _ = build_features(panel.lazy(), config=SMALL)
+    got, _ = build_features(panel.sample(fraction=1.0, shuffle=True, seed=1).lazy(), config=SMALL)
+    assert_frame_equal(got.collect(), want.collect())
