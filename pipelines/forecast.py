@@ -191,21 +191,25 @@ def forecast_days(
     """
     meta = getattr(model, "pipeline_meta_", {})
     fcfg = FeatureConfig(**{k: tuple(v) for k, v in meta.get("feature_config", {}).items()})
-    last = history.select(pl.col("dt").max()).collect().item()
-    first_future = future.select(pl.col("dt").min()).collect().item()
+    # Read each input once (several lazy queries would each rescan a parquet source). The
+    # hourly lists are only stage 1's input: kept when stage 1 has to run here.
+    hourly = ("hours_sale", "hours_stock_status")
+    hist = (history if recovery is None else history.drop(hourly, strict=False)).collect()
+    fut = future.drop(hourly, strict=False).collect()
+    last: date | None = hist["dt"].max()  # type: ignore[assignment]
+    first_future: date | None = fut["dt"].min()  # type: ignore[assignment]
     if last is None or first_future is None:
         raise DataError("nothing to forecast: history or forecast days are empty")
     if (first_future - last).days != 1:
         raise DataError(
             f"forecast days must start the day after history ({last}); they start {first_future}"
         )
-    keys = future.select("series_id", "store_id", "product_id").unique()
-    hist_ids = history.select("series_id").unique()
-    future = future.join(hist_ids, on="series_id", how="semi")
+    keys = fut.select("series_id", "store_id", "product_id").unique()
+    fut = fut.join(hist.select("series_id").unique(), on="series_id", how="semi")
     target: Target = model.target_  # type: ignore[assignment]
     panel, _ = make_panel(
-        history,
-        future,
+        hist.lazy(),
+        fut.lazy(),
         target=target,
         feature_config=fcfg,
         recovery=recovery,
@@ -213,7 +217,7 @@ def forecast_days(
     )
     pred = model.predict(panel)
     return (
-        pred.join(keys.collect(), on="series_id", how="left")
+        pred.join(keys, on="series_id", how="left")
         .select(list(FORECAST_SCHEMA))
         .cast(FORECAST_SCHEMA)  # type: ignore[arg-type]
         .sort("store_id", "product_id", "dt")
