@@ -7,12 +7,16 @@ Fits one model (default lgbm) through day 83, then times, several times each:
   only (a 28-day window plus per-series priors), predict, bands. Stage 1 is not in it: the
   daily job's recover step runs it once and has its own budget (benchmarks/recovery.py).
 * ``features_full``: the whole-history feature build training uses, for comparison.
+* with ``--train``: training against the issue's mlforecast bar, interleaved so both see the
+  same load: ``features+fit`` (whole-history features, then ``lgbm``'s fit: calibration
+  model and refit) on the recovered target, and the bar's ``mlforecast fit`` (needs the
+  ``bench`` extra).
 
 The machine is shared, so each row carries the load average, and the minimum of the
 repeats is the figure least inflated by other jobs.
 
 Usage: ``python benchmarks/forecast_speed.py [--data DIR] [--series N] [--models lgbm,ensemble]
-[--repeats 3]``. Writes ``benchmarks/results/forecast_speed.json``.
+[--repeats 3] [--train]``. Writes ``benchmarks/results/forecast_speed.json``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,6 +48,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=None)
     parser.add_argument("--models", default="lgbm")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train", action="store_true", help="also time training vs the bar")
     args = parser.parse_args()
 
     train = sample_series(scan_split(args.data, "train"), args.series, seed=0)
@@ -78,6 +84,31 @@ def main() -> None:
             full, _ = make_panel(hist, fut, target="recovered", recovery=recovery)
         record("features_full", "-", m, full.height)
     del full
+    if args.train:
+        from benchmarks.forecast import run_mlforecast
+
+        for _ in range(args.repeats):
+            with measure() as m:
+                again, spec_again = make_panel(hist, fut, target="recovered", recovery=recovery)
+                fit_model("lgbm", again, spec_again, target="recovered")
+            record("features+fit", "lgbm", m, again.height)
+            del again
+            started, cpu = time.perf_counter(), time.process_time()
+            _, fit_s, fit_cpu = run_mlforecast(hist, fut)
+            rows.append(
+                {
+                    "task": "forecast_speed",
+                    "series": n_series,
+                    "model": "mlforecast_bar",
+                    "what": "mlforecast fit",
+                    "seconds": round(fit_s, 2),
+                    "cpu_seconds": round(fit_cpu, 2),
+                    "seconds_with_io": round(time.perf_counter() - started, 2),
+                    "cpu_seconds_with_io": round(time.process_time() - cpu, 2),
+                    "load_avg": round(os.getloadavg()[0], 2),
+                }
+            )
+            print(f"mlforecast fit {fit_s:6.2f} s (load {rows[-1]['load_avg']})", flush=True)
     for name in args.models.split(","):
         model = fit_model(name, panel, spec, target="recovered")
         for _ in range(args.repeats):
