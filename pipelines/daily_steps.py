@@ -156,6 +156,11 @@ def _train(
         refresh_log = (getattr(refreshed, "refresh_log_", None) or [{}])[-1]
         if refreshed is not champion and (refresh_only or not refresh_log.get("needs_retrain")):
             model, mode = refreshed, "refresh"
+        elif refresh_only:  # the refresh job never falls back to a full fit
+            raise FreshcastError(
+                f"nothing to refresh through {paths.day}: no new days after the champion's "
+                f"last training day ({champion.train_end_})"
+            )
         else:
             mode = f"train ({refresh_log.get('reason') or 'no new days'})"
     if model is None:

@@ -86,7 +86,8 @@ def make_panel(
     days alone, and this cuts the feature work to a 28-day window (see ``build_features``).
     """
     hist = attach_recovery(history, target=target, recovery=recovery)
-    panel = build_panel(hist, future, target=target)
+    # Collected once: the windowed path reads the panel twice (features, then early rows).
+    panel = build_panel(hist, future, target=target).collect().lazy()
     features, spec = build_features(panel, config=feature_config, features_from=features_from)
     if features_from is None:
         return features.collect(), spec

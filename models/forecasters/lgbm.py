@@ -34,8 +34,8 @@ class LGBMConfig:
     tweedie_variance_power: float = 1.2
     strategy: Literal["global", "per_horizon"] = "global"
     # 100 trees at 0.2 and a third of the features per tree: on all 50k real series acc
-    # 0.7037 against 0.7042 for 300 trees at 0.08 and half the features, at a third of the
-    # boosting time (benchmarks/forecast_ablation.py, README stage 2).
+    # 0.7037 against 0.7054 for 300 trees at 0.08 and half the features, for 45.9 against
+    # 109.4 CPU s of fit (benchmarks/results/forecast_ablation_50k.json, README stage 2).
     n_estimators: int = 100
     learning_rate: float = 0.2
     num_leaves: int = 63
