@@ -6,7 +6,8 @@ forecast with the published protocol (clean rows, per-day acc/wpe, averaged). Th
 
 * ``A0`` frozen warm model;            * ``A1`` full retrain every day (the reference);
 * ``A1w`` full retrain weekly;         * ``A2`` update on the new day's windows only;
-* ``A3`` update on new + replay (the product's method);  * ``A4`` retrain on the buffer alone.
+* ``A3`` update on new + replay (the product's method);  * ``A4`` retrain on the buffer alone;
+* ``A3w`` A3 plus the safety net's weekly full retrain: what the daily job runs.
 
 Features are built once on the whole panel: every feature a model reads at a forecast day
 depends only on targets up to the origin (see :mod:`pipelines.features`), and the forecast
@@ -55,7 +56,7 @@ from pipelines.features import Target
 from pipelines.forecast import Recovery, fit_model, make_panel, sample_series
 from pipelines.io import scan_split, split_path
 
-ARMS: tuple[str, ...] = ("A0", "A1", "A1w", "A2", "A3", "A4")
+ARMS: tuple[str, ...] = ("A0", "A1", "A1w", "A2", "A3", "A4", "A3w")
 HORIZON = 7
 
 
@@ -73,7 +74,7 @@ class ContinualConfig:
         profile: model size, ``"default"``, ``"bench"`` (smaller, for shared machines) or ``"smoke"``.
         buffer_days: buffer capacity in days' worth of windows (x number of series).
         buffer_mode: ``"stratified"`` or ``"reservoir"``.
-        retrain_every: A1w retrains every this many steps.
+        retrain_every: A1w and A3w retrain every this many steps.
         probe_weeks: number of fixed probe tasks (weekly origins inside the warm period).
         probe_series: series per probe (a seeded subsample).
         lgbm_update, neural_update: the update strategies of A2/A3 (A3 draws
@@ -337,7 +338,9 @@ def _run_model(
     variants = {f"A3:{label}": replace(u, seed=seed) for label, m, u in cfg.variants if m == name}
     arms = (*arms, *variants)
     # Update arms own a copy each, so they can update in place (no copy in their cost).
-    state = {a: copy_model(warm) if a in ("A2", "A3") or a in variants else warm for a in arms}
+    state = {
+        a: copy_model(warm) if a in ("A2", "A3", "A3w") or a in variants else warm for a in arms
+    }
     full_work = full_fit_work(warm)
     # The last target day each arm's current model has trained on (the no-leakage record).
     trained_max = dict.fromkeys(arms, t0)
@@ -356,7 +359,7 @@ def _run_model(
             "probe_wape": float(np.mean(warm_probe)) if probes else None,
         }
     ]
-    replay_arms = ("A3", *variants)
+    replay_arms = ("A3", "A3w", *variants)
     for step, t in enumerate(origins, start=1):
         # The buffer bookkeeping (new keys, replay draw, insertion) is part of an update's
         # cost, so each arm that needs it is charged for it; a full fit needs none of it.
@@ -366,21 +369,32 @@ def _run_model(
         overhead = {"A2": keys_s}
         # Every replay draw happens before the new day enters the buffer: replay is the past.
         sets = {"A2": (upd, new)}
-        for arm, u in {"A3": upd, **variants}.items():
+        # A3 draws first, so adding arms does not change its draws.
+        for arm, u in {"A3": upd, "A3w": upd, **variants}.items():
+            if arm not in arms:
+                continue
             drawn, draw_s = _timed(refresh_set, buffer, new, through=t, replay_ratio=u.replay_ratio)
             sets[arm] = (u, drawn)
             overhead[arm] = keys_s + draw_s
         _, add_s = _timed(buffer.add, new)
         for arm in (*replay_arms, "A4"):
             overhead[arm] = overhead.get(arm, keys_s) + add_s
+        retrain_day = step % cfg.retrain_every == 0
+        a1_cost: dict[str, float] = {}
         for arm in arms:
             before = probe_wape(state[arm], probes)
             info: dict[str, Any] = {"work": 0.0, "probe_curve": [], "windows": 0}
             with measure_cost() as cost:
-                if arm == "A1" or (arm == "A1w" and step % cfg.retrain_every == 0):
+                if arm == "A1" or (arm == "A1w" and retrain_day):
                     state[arm] = full_fit(t)
                     info["work"] = full_fit_work(state[arm])
                     trained_max[arm] = t  # the fit's calibration window ends at t
+                elif arm == "A3w" and retrain_day:
+                    # The weekly retrain is A1's fit of this step (same data, same seed), so
+                    # it is taken over rather than fit twice, and charged at A1's cost.
+                    state[arm] = copy_model(state["A1"])
+                    info["work"] = full_fit_work(state[arm])
+                    trained_max[arm] = t
                 elif arm in sets:
                     u, windows = sets[arm]
                     state[arm], info = update_model(
@@ -431,18 +445,24 @@ def _run_model(
                     "stability_gap": max(0.0, max(curve) - before) if probes else float("nan"),
                     # Wall time of the update or fit alone: probe scoring (the stability
                     # curve) is subtracted, the buffer bookkeeping it needed is added.
-                    "seconds": cost.seconds
-                    - info.get("probe_seconds", 0.0)
-                    + overhead.get(arm, 0.0)
+                    "seconds": a1_cost.get("seconds", 0.0)
+                    if arm == "A3w" and retrain_day
+                    else cost.seconds - info.get("probe_seconds", 0.0) + overhead.get(arm, 0.0)
                     if info["work"]
                     else 0.0,
                     "work": info["work"],
-                    "peak_mb": cost.peak_mb if info["work"] else 0.0,
+                    "peak_mb": a1_cost.get("peak_mb", 0.0)
+                    if arm == "A3w" and retrain_day
+                    else cost.peak_mb
+                    if info["work"]
+                    else 0.0,
                     "windows": info.get("windows", 0),
                     # Other jobs share the machine: the 1-minute load when the step ended.
                     "loadavg": os.getloadavg()[0],
                 }
             )
+            if arm == "A1":
+                a1_cost = {"seconds": out[-1]["seconds"], "peak_mb": out[-1]["peak_mb"]}
             if progress:
                 r = out[-1]
                 progress(

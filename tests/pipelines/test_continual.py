@@ -12,7 +12,10 @@ import pytest
 from pipelines.continual import ARMS, ContinualConfig, evaluate_continual, load_history
 from pipelines.continual_report import write_report
 
-SMOKE = ContinualConfig(warm_days=35, steps=2, profile="smoke", probe_weeks=1, probe_series=30)
+# retrain_every=2: the second step is a weekly-retrain day for A1w and A3w.
+SMOKE = ContinualConfig(
+    warm_days=35, steps=2, profile="smoke", probe_weeks=1, probe_series=30, retrain_every=2
+)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +66,20 @@ def test_no_training_window_ends_after_its_origin(protocol_rows: list[dict]) -> 
     for r in protocol_rows:
         if r["scope"] == "step" and r["arm"] in ("A1", "A2", "A3"):
             assert r["train_max_dt"] == r["origin"]
+
+
+def test_a3w_updates_then_takes_over_the_retrain(protocol_rows: list[dict]) -> None:
+    """A3w is A3 on update days and A1's full fit on retrain days, charged at A1's cost."""
+    steps = {(r["model"], r["arm"], r["step"]): r for r in protocol_rows if r["scope"] == "step"}
+    for model in ("lgbm", "neural"):
+        a1, a3w = steps[(model, "A1", 1)], steps[(model, "A3w", 1)]
+        assert 0 < a3w["work"] < a1["work"]
+        a1, a3w = steps[(model, "A1", 2)], steps[(model, "A3w", 2)]
+        assert a3w["wape"] == a1["wape"]
+        assert a3w["acc"] == a1["acc"]
+        assert (a3w["work"], a3w["seconds"]) == (a1["work"], a1["seconds"])
+        # A1w retrains on the same day with its own fit: the same data, so the same model.
+        assert steps[(model, "A1w", 2)]["wape"] == pytest.approx(a1["wape"], rel=1e-6)
 
 
 def test_precomputed_panel_forecasts_equal_a_panel_built_from_the_past_only(sim_dir: Path) -> None:
