@@ -13,6 +13,7 @@ Costs are measured on this machine in this run, as ratios to A1 at the same step
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from dataclasses import replace
 
@@ -30,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import RESULTS_DIR, format_table
 from models.continual import LGBM_REFRESH, UpdateConfig
-from pipelines.continual import ContinualConfig, evaluate_continual
-from pipelines.continual_report import TARGETS, summary_table, write_report
+from pipelines.continual import ARMS, ContinualConfig, evaluate_continual
+from pipelines.continual_report import TARGETS, merge_runs, summary_table, write_report
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frn50k"
 
@@ -116,8 +117,12 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=2000, help="random subset (0 = all 50k)")
     parser.add_argument("--steps", type=int, default=None, help="at most this many daily steps")
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds start here")
     parser.add_argument("--warm-days", type=int, default=56)
     parser.add_argument("--models", default="lgbm,neural")
+    parser.add_argument(
+        "--arms", default=",".join(ARMS), help="a subset of the arms (A1 always runs)"
+    )
     parser.add_argument("--profile", default="bench", choices=["bench", "default", "smoke"])
     parser.add_argument("--target", default="censored", choices=["censored", "recovered"])
     parser.add_argument(
@@ -125,7 +130,26 @@ def main() -> None:
     )
     parser.add_argument("--variants", default=None, help="only these extra settings (a,b)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "continual.json")
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="run nothing: merge these result files of different seeds into --out",
+    )
     args = parser.parse_args()
+    if args.merge:
+        runs = [json.loads(f.read_text()) for f in args.merge]
+        # Each run's load averages, kept on the merged summary rows.
+        loads = [
+            [run_summary[0].get("loadavg_start"), run_summary[0].get("loadavg_end")]
+            for run_summary in ([r for r in run if r["scope"] == "summary"] for run in runs)
+        ]
+        rows = [
+            {**r, "loadavg_runs": loads} if r["scope"] == "summary" else r for r in merge_runs(runs)
+        ]
+        report(rows, write_report(rows, args.out), f"merged from {len(runs)} runs")
+        return
 
     config = ContinualConfig(
         warm_days=args.warm_days,
@@ -144,21 +168,32 @@ def main() -> None:
         args.data,
         warm_days=args.warm_days,
         seeds=args.seeds,
+        first_seed=args.first_seed,
         series=args.series or None,
         models=tuple(args.models.split(",")),
+        arms=tuple(args.arms.split(",")),
         config=config,
         progress=lambda s: print(s, flush=True),
     )
     # Other jobs share the machine: the load averages (1, 5, 15 min) around the run.
     load = {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
     rows = [{**r, **load} if r["scope"] == "summary" else r for r in rows]
-    paths = write_report(rows, args.out)
-    summary = [r for r in rows if r["scope"] == "summary"]
-    print(
-        f"\ncontinual refresh: {summary[0]['series']:,} series, {summary[0]['steps']} steps, "
-        f"{args.seeds} seed(s), warm {args.warm_days} days, profile {args.profile}, "
+    report(
+        rows,
+        write_report(rows, args.out),
         f"{time.perf_counter() - started:.0f}s, load {load_start[0]:.1f} -> "
-        f"{load['loadavg_end'][0]:.1f}\n"
+        f"{load['loadavg_end'][0]:.1f}",
+    )
+
+
+def report(rows: list[dict[str, Any]], paths: dict[str, Path], how: str) -> None:
+    """Print the summary table, the frontier and the target checks of a written report."""
+    summary = [r for r in rows if r["scope"] == "summary"]
+    first = summary[0]
+    print(
+        f"\ncontinual refresh: {first['series']:,} series, {first['steps']} steps, "
+        f"{max(r['seeds'] for r in summary)} seed(s), warm {first['warm_days']} days, "
+        f"profile {first['profile']}, {how}\n"
     )
     print(format_table(summary_table(rows)))
     print("\nfrontier (cost ratio to A1 vs WAPE ratio to A1):")

@@ -297,7 +297,7 @@ def evaluate_continual_cmd(
     ] = "censored",
     profile: Annotated[str, typer.Option(help="bench (default), default or smoke.")] = "bench",
 ) -> None:
-    """Compare refresh strategies (A0 frozen .. A4 buffer-only) day by day; write JSON + PNG."""
+    """Compare refresh strategies (A0 frozen .. A4 buffer-only, A3w) day by day; write JSON + PNG."""
     from pipelines.continual import ContinualConfig, evaluate_continual
     from pipelines.continual_report import format_summary, log_to_mlflow, write_report
 

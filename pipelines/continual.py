@@ -231,6 +231,7 @@ def evaluate_continual(
     *,
     warm_days: int = 56,
     seeds: int = 1,
+    first_seed: int = 0,
     series: int | None = None,
     models: tuple[str, ...] = ("lgbm", "neural"),
     arms: tuple[str, ...] = ARMS,
@@ -243,7 +244,9 @@ def evaluate_continual(
     Args:
         data_dir: a dataset folder in the hub layout.
         warm_days: days in the warm start (overrides ``config.warm_days``).
-        seeds: repeats with seeds 0..seeds-1 (models, buffer and update draws).
+        seeds: repeats with seeds first_seed..first_seed+seeds-1 (models, buffer and update
+            draws); runs of different seeds can be merged with ``continual_report.merge``.
+        first_seed: the first seed.
         series: a seeded subsample of this many series (None: all).
         models: ``"lgbm"`` and/or ``"neural"``.
         arms: a subset of :data:`ARMS`; ``A1`` is always run (every ratio is to it).
@@ -275,7 +278,7 @@ def evaluate_continual(
     origins = origins[: cfg.steps] if cfg.steps else origins
     n_series = panel["series_id"].n_unique()
     rows: list[dict[str, Any]] = []
-    for seed in range(seeds):
+    for seed in range(first_seed, first_seed + seeds):
         for name in models:
             rows += _run_model(
                 name,

@@ -91,6 +91,26 @@ def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str
     return out
 
 
+def merge_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """One report from protocol runs of different seeds (e.g. one process per seed).
+
+    Keeps every warm and step row and recomputes the summary over all of them. The runs
+    must share series, target, warm days and profile, and no seed of a model may repeat.
+    """
+    keys = ("series", "target", "warm_days", "profile")
+    metas = {tuple(r[k] for k in keys) for run in runs for r in run if r["scope"] == "step"}
+    if len(metas) != 1:
+        raise ValueError(f"runs differ in {keys}: {sorted(metas)}")
+    seen: dict[tuple[str, int], int] = {}
+    for i, run in enumerate(runs):
+        for model, seed in {(r["model"], r["seed"]) for r in run if r["scope"] == "step"}:
+            if (model, seed) in seen:
+                raise ValueError(f"{model} seed {seed} is in run {seen[(model, seed)]} and {i}")
+            seen[(model, seed)] = i
+    rows = [r for run in runs for r in run if r["scope"] != "summary"]
+    return rows + summarise(rows, dict(zip(keys, metas.pop(), strict=True)))
+
+
 def _add_target_checks(summary: list[dict[str, Any]]) -> None:
     """Mark on each A3 row which of the issue's targets it meets (measured, not assumed)."""
     for row in summary:

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from pipelines.continual import ARMS, ContinualConfig, evaluate_continual, load_history
-from pipelines.continual_report import write_report
+from pipelines.continual_report import merge_runs, write_report
 
 # retrain_every=2: the second step is a weekly-retrain day for A1w and A3w.
 SMOKE = ContinualConfig(
@@ -80,6 +80,27 @@ def test_a3w_updates_then_takes_over_the_retrain(protocol_rows: list[dict]) -> N
         assert (a3w["work"], a3w["seconds"]) == (a1["work"], a1["seconds"])
         # A1w retrains on the same day with its own fit: the same data, so the same model.
         assert steps[(model, "A1w", 2)]["wape"] == pytest.approx(a1["wape"], rel=1e-6)
+
+
+def test_runs_of_different_seeds_merge_into_one_report(
+    protocol_rows: list[dict], sim_dir: Path
+) -> None:
+    other = evaluate_continual(
+        sim_dir, warm_days=35, models=("lgbm",), arms=("A3",), first_seed=1, config=SMOKE
+    )
+    assert {r["seed"] for r in other if r["scope"] == "step"} == {1}
+    merged = merge_runs([protocol_rows, other])
+    summary = {r["method"]: r for r in merged if r["scope"] == "summary"}
+    assert summary["lgbm/A3"]["seeds"] == 2
+    assert summary["neural/A3"]["seeds"] == 1
+    # The merged mean is the mean of the seeds' means.
+    single = {r["method"]: r for r in protocol_rows + other if r["scope"] == "summary"}
+    runs = [r for r in protocol_rows + other if r["scope"] == "summary" and r["arm"] == "A1"]
+    lgbm_a1 = [r["wape"] for r in runs if r["model"] == "lgbm"]
+    assert summary["lgbm/A1"]["wape"] == pytest.approx(sum(lgbm_a1) / 2)
+    assert summary["neural/A1"]["wape"] == pytest.approx(single["neural/A1"]["wape"])
+    with pytest.raises(ValueError, match="seed 1"):
+        merge_runs([other, other])
 
 
 def test_precomputed_panel_forecasts_equal_a_panel_built_from_the_past_only(sim_dir: Path) -> None:
