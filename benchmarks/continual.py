@@ -129,6 +129,11 @@ def main() -> None:
         "--no-variants", action="store_true", help="skip the frontier's extra settings"
     )
     parser.add_argument("--variants", default=None, help="only these extra settings (a,b)")
+    parser.add_argument(
+        "--warm-start",
+        action="store_true",
+        help="add the neural warm-start arms WS0, WS, WS:sp (the warm-start penalty)",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "continual.json")
     parser.add_argument(
         "--merge",
@@ -156,6 +161,7 @@ def main() -> None:
         steps=args.steps,
         profile=args.profile,
         target=args.target,
+        warm_start=args.warm_start,
         variants=()
         if args.no_variants
         else tuple(

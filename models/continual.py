@@ -239,15 +239,25 @@ def retrain_on_windows(
         setattr(out, SCORES_ATTR, None)  # scores of the old trees mean nothing to new ones
         info = {"work": float(rows.height * c.n_estimators), "rows": rows.height, "probe_curve": []}
     else:
-        cfg = UpdateConfig(
-            epochs=out.config.epochs,
-            fine_tune_lr=out.config.learning_rate,
-            seed=seed,
-            batch_size=min(out.config.batch_size, 1024),
-        )
-        info = update_neural(out, hist, windows, cfg, [], scratch=True)
+        info = update_neural(out, hist, windows, full_recipe(out, seed=seed), [], scratch=True)
     out.train_end_ = through  # type: ignore[attr-defined]
     return out, {**info, "windows": windows.height}
+
+
+def full_recipe(model: Forecaster, *, seed: int = 0, **overrides: Any) -> UpdateConfig:
+    """The neural model's own full-fit training (epochs, learning rate) as an update config.
+
+    A4 trains it from scratch on the buffer; the warm-start arms of the protocol train it on
+    every window through t, from fresh or from the current weights (optionally after
+    shrink-and-perturb), which is how the warm-start penalty is measured.
+    """
+    return UpdateConfig(
+        epochs=model.config.epochs,
+        fine_tune_lr=model.config.learning_rate,
+        seed=seed,
+        batch_size=min(model.config.batch_size, 1024),
+        **overrides,
+    )
 
 
 def _check_windows(windows: pl.DataFrame, through: date) -> None:

@@ -43,6 +43,7 @@ from models.continual import (
     UpdateConfig,
     copy_model,
     full_fit_work,
+    full_recipe,
     probe_wape,
     retrain_on_windows,
     update_model,
@@ -82,6 +83,11 @@ class ContinualConfig:
             (``models.continual.LGBM_REFRESH``, ``NEURAL_REFRESH``).
         variants: extra replay arms for the frontier, ``(label, model, update)``; each runs
             as arm ``A3:<label>`` for that model, drawing from the same buffer.
+        warm_start: add the neural warm-start arms, each trained every step with the full
+            fit's recipe on every window through t: ``WS0`` from fresh weights, ``WS`` from
+            its current weights, ``WS:sp`` from them after shrink-and-perturb
+            (``warm_start_shrink``, ``warm_start_perturb``). WS against WS0 is the warm-start
+            penalty; WS:sp against WS is what shrink-and-perturb recovers of it.
     """
 
     warm_days: int = 56
@@ -96,6 +102,11 @@ class ContinualConfig:
     lgbm_update: UpdateConfig = LGBM_REFRESH
     neural_update: UpdateConfig = NEURAL_REFRESH
     variants: tuple[tuple[str, str, UpdateConfig], ...] = ()
+    warm_start: bool = False
+    # Ash & Adams (2020) shrink by 0.3-0.6 and add small noise; init weights here have a
+    # standard deviation of ~0.05 (fan-in 128-256).
+    warm_start_shrink: float = 0.5
+    warm_start_perturb: float = 0.01
 
     def __post_init__(self) -> None:
         if self.warm_days < 28 + HORIZON:
@@ -339,11 +350,18 @@ def _run_model(
     )
     buffer.add(window_keys(panel, days=pl.col("dt") <= t0, group_column=buffer.config.group_column))
     variants = {f"A3:{label}": replace(u, seed=seed) for label, m, u in cfg.variants if m == name}
-    arms = (*arms, *variants)
+    warm_starts: dict[str, UpdateConfig] = {}
+    if cfg.warm_start and name == "neural":
+        warm_starts = {
+            "WS": full_recipe(warm, seed=seed),
+            "WS:sp": full_recipe(
+                warm, seed=seed, shrink=cfg.warm_start_shrink, perturb=cfg.warm_start_perturb
+            ),
+        }
+    arms = (*arms, *variants, *(("WS0", *warm_starts) if warm_starts else ()))
     # Update arms own a copy each, so they can update in place (no copy in their cost).
-    state = {
-        a: copy_model(warm) if a in ("A2", "A3", "A3w") or a in variants else warm for a in arms
-    }
+    in_place = ("A2", "A3", "A3w", *variants, *warm_starts)
+    state = {a: copy_model(warm) if a in in_place else warm for a in arms}
     full_work = full_fit_work(warm)
     # The last target day each arm's current model has trained on (the no-leakage record).
     trained_max = dict.fromkeys(arms, t0)
@@ -412,6 +430,24 @@ def _run_model(
                         replay_pool=buffer.windows_ if arm in replay_arms else None,
                     )
                     trained_max[arm] = max(trained_max[arm], windows["dt"].max())  # type: ignore[type-var,assignment]
+                elif arm in warm_starts or arm == "WS0":
+                    every = window_keys(
+                        panel, days=pl.col("dt") <= t, group_column=buffer.config.group_column
+                    )
+                    if arm == "WS0":
+                        state[arm], info = retrain_on_windows(
+                            state[arm], panel, every, through=t, seed=seed
+                        )
+                    else:
+                        state[arm], info = update_model(
+                            state[arm],
+                            panel,
+                            every,
+                            through=t,
+                            config=warm_starts[arm],
+                            inplace=True,
+                        )
+                    trained_max[arm] = every["dt"].max()  # type: ignore[assignment]
                 elif arm == "A4":
                     pool = buffer.windows_.select("series_id", "dt")
                     state[arm], info = retrain_on_windows(

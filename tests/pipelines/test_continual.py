@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -16,19 +17,26 @@ from pipelines.continual_report import merge_runs, write_report
 SMOKE = ContinualConfig(
     warm_days=35, steps=2, profile="smoke", probe_weeks=1, probe_series=30, retrain_every=2
 )
+WARM_START_ARMS = ("WS0", "WS", "WS:sp")
 
 
 @pytest.fixture(scope="module")
 def protocol_rows(sim_dir: Path) -> list[dict]:
-    return evaluate_continual(sim_dir, warm_days=35, models=("lgbm", "neural"), config=SMOKE)
+    return evaluate_continual(
+        sim_dir,
+        warm_days=35,
+        models=("lgbm", "neural"),
+        config=replace(SMOKE, warm_start=True),
+    )
 
 
 def test_protocol_writes_step_and_summary_rows(protocol_rows: list[dict], tmp_path: Path) -> None:
     steps = [r for r in protocol_rows if r["scope"] == "step"]
-    assert {(r["model"], r["arm"]) for r in steps} == {
-        (m, a) for m in ("lgbm", "neural") for a in ARMS
-    }
-    assert len(steps) == 2 * len(ARMS) * 2
+    # The warm-start arms are the neural model's only.
+    arms = {(m, a) for m in ("lgbm", "neural") for a in ARMS}
+    arms |= {("neural", a) for a in WARM_START_ARMS}
+    assert {(r["model"], r["arm"]) for r in steps} == arms
+    assert len(steps) == 2 * len(arms)
     for r in steps:
         assert r["task"] == "continual"
         assert r["method"] == f"{r['model']}/{r['arm']}"
@@ -46,7 +54,7 @@ def test_protocol_writes_step_and_summary_rows(protocol_rows: list[dict], tmp_pa
             assert key in r
         assert 0 < r["wape"] < 5
     summary = {r["method"]: r for r in protocol_rows if r["scope"] == "summary"}
-    assert set(summary) == {f"{m}/{a}" for m in ("lgbm", "neural") for a in ARMS}
+    assert set(summary) == {f"{m}/{a}" for m, a in arms}
     assert summary["lgbm/A1"]["work_ratio"] == pytest.approx(1.0)
     assert summary["lgbm/A0"]["work"] == 0
     # A replay update is cheaper than a full retrain, in compute units, on any machine.
@@ -80,6 +88,23 @@ def test_a3w_updates_then_takes_over_the_retrain(protocol_rows: list[dict]) -> N
         assert (a3w["work"], a3w["seconds"]) == (a1["work"], a1["seconds"])
         # A1w retrains on the same day with its own fit: the same data, so the same model.
         assert steps[(model, "A1w", 2)]["wape"] == pytest.approx(a1["wape"], rel=1e-6)
+
+
+def test_warm_start_arms_train_on_every_window_through_the_origin(
+    protocol_rows: list[dict],
+) -> None:
+    steps = {
+        (r["arm"], r["step"]): r
+        for r in protocol_rows
+        if r["scope"] == "step" and r["model"] == "neural"
+    }
+    for step in (1, 2):
+        ws = [steps[(a, step)] for a in WARM_START_ARMS]
+        for r in ws:
+            assert r["train_max_dt"] == r["origin"]
+            assert r["windows"] > steps[("A3", step)]["windows"]  # all history, not a day
+        # Fresh weights, current weights and shrunk-and-perturbed ones learn different nets.
+        assert len({r["wape"] for r in ws}) == 3
 
 
 def test_runs_of_different_seeds_merge_into_one_report(
