@@ -245,10 +245,11 @@ def retrain_on_windows(
 
 
 def full_recipe(model: Forecaster, *, seed: int = 0, **overrides: Any) -> UpdateConfig:
-    """The neural model's own full-fit training (epochs, learning rate) as an update config.
+    """The neural full fit's epochs and learning rate as an update config (one pass over
+    the given windows per epoch).
 
-    A4 trains it from scratch on the buffer; the warm-start arms of the protocol train it on
-    every window through t, from fresh or from the current weights (optionally after
+    A4 trains with it from scratch on the buffer; the protocol's warm-start arms on every
+    window through t, from fresh or from the current weights (optionally after
     shrink-and-perturb), which is how the warm-start penalty is measured.
     """
     return UpdateConfig(

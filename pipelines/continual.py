@@ -83,11 +83,14 @@ class ContinualConfig:
             (``models.continual.LGBM_REFRESH``, ``NEURAL_REFRESH``).
         variants: extra replay arms for the frontier, ``(label, model, update)``; each runs
             as arm ``A3:<label>`` for that model, drawing from the same buffer.
-        warm_start: add the neural warm-start arms, each trained every step with the full
-            fit's recipe on every window through t: ``WS0`` from fresh weights, ``WS`` from
-            its current weights, ``WS:sp`` from them after shrink-and-perturb
-            (``warm_start_shrink``, ``warm_start_perturb``). WS against WS0 is the warm-start
-            penalty; WS:sp against WS is what shrink-and-perturb recovers of it.
+        warm_start: add the neural warm-start arms, each trained every step for the full
+            fit's epochs at its learning rate, one pass per epoch over every window through t
+            with a full lookback: ``WS0`` from fresh weights, ``WS`` from its current weights,
+            ``WS:sp`` from them after shrink-and-perturb (``warm_start_shrink``,
+            ``warm_start_perturb``). WS against WS0 (same windows, same passes) is the
+            warm-start penalty; WS:sp against WS is what shrink-and-perturb recovers of it.
+            WS0 is not A1: the full fit draws a fixed number of windows per epoch and refits
+            after a calibration fit.
     """
 
     warm_days: int = 56
@@ -381,6 +384,7 @@ def _run_model(
         }
     ]
     replay_arms = ("A3", "A3w", *variants)
+    days0: date = panel["dt"].min()  # type: ignore[assignment]
     for step, t in enumerate(origins, start=1):
         # The buffer bookkeeping (new keys, replay draw, insertion) is part of an update's
         # cost, so each arm that needs it is charged for it; a full fit needs none of it.
@@ -390,13 +394,12 @@ def _run_model(
         overhead = {"A2": keys_s}
         # Every replay draw happens before the new day enters the buffer: replay is the past.
         sets = {"A2": (upd, new)}
-        # A3 draws first, so adding arms does not change its draws.
-        for arm, u in {"A3": upd, "A3w": upd, **variants}.items():
-            if arm not in arms:
-                continue
+        for arm, u in {"A3": upd, **variants}.items():
             drawn, draw_s = _timed(refresh_set, buffer, new, through=t, replay_ratio=u.replay_ratio)
             sets[arm] = (u, drawn)
             overhead[arm] = keys_s + draw_s
+        # A draw is a function of (seed, day), so A3w's would equal A3's: it is shared.
+        sets["A3w"], overhead["A3w"] = sets["A3"], overhead["A3"]
         _, add_s = _timed(buffer.add, new)
         for arm in (*replay_arms, "A4"):
             overhead[arm] = overhead.get(arm, keys_s) + add_s
@@ -431,21 +434,21 @@ def _run_model(
                     )
                     trained_max[arm] = max(trained_max[arm], windows["dt"].max())  # type: ignore[type-var,assignment]
                 elif arm in warm_starts or arm == "WS0":
+                    # Every window through t with a full lookback, as the full fit draws.
+                    first = days0 + timedelta(days=warm.config.lookback + HORIZON - 1)
                     every = window_keys(
-                        panel, days=pl.col("dt") <= t, group_column=buffer.config.group_column
+                        panel,
+                        days=pl.col("dt").is_between(first, t),
+                        group_column=buffer.config.group_column,
                     )
                     if arm == "WS0":
                         state[arm], info = retrain_on_windows(
-                            state[arm], panel, every, through=t, seed=seed
+                            state[arm], panel, every, through=t, seed=seed * 1000 + step
                         )
-                    else:
+                    else:  # a new draw of shuffling (and noise) each step
+                        recipe = replace(warm_starts[arm], seed=seed * 1000 + step)
                         state[arm], info = update_model(
-                            state[arm],
-                            panel,
-                            every,
-                            through=t,
-                            config=warm_starts[arm],
-                            inplace=True,
+                            state[arm], panel, every, through=t, config=recipe, inplace=True
                         )
                     trained_max[arm] = every["dt"].max()  # type: ignore[assignment]
                 elif arm == "A4":

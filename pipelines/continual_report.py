@@ -52,16 +52,20 @@ def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str
         pl.col("peak_mb").max(),
         pl.len().alias("steps"),
     )
+    # Each arm is compared with A1 over the seeds that arm ran (runs may differ in arms).
+    a1_seed = per_seed.filter(pl.col("arm") == "A1").select(
+        "model", "seed", *(pl.col(k).alias(f"a1_{k}") for k in ("wape", "wpe", "seconds", "work"))
+    )
     agg = (
-        per_seed.group_by("model", "arm")
+        per_seed.drop("a1_wape", "a1_wpe")
+        .join(a1_seed, on=["model", "seed"], how="left")
+        .group_by("model", "arm")
         .agg(pl.exclude("seed").mean(), pl.len().alias("seeds"))
         .sort("model", "arm")
     )
     out: list[dict[str, Any]] = []
     for r in agg.iter_rows(named=True):
-        a1 = agg.filter((pl.col("model") == r["model"]) & (pl.col("arm") == "A1")).row(
-            0, named=True
-        )
+        a1 = {k: r[f"a1_{k}"] for k in ("wape", "wpe", "seconds", "work")}
         row = {
             "task": "continual",
             "method": f"{r['model']}/{r['arm']}",
@@ -95,12 +99,24 @@ def merge_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """One report from protocol runs of different seeds (e.g. one process per seed).
 
     Keeps every warm and step row and recomputes the summary over all of them. The runs
-    must share series, target, warm days and profile, and no seed of a model may repeat.
+    must share series, target, warm days, profile and each model's (step, origin) days, and
+    no seed of a model may repeat.
     """
     keys = ("series", "target", "warm_days", "profile")
     metas = {tuple(r[k] for k in keys) for run in runs for r in run if r["scope"] == "step"}
     if len(metas) != 1:
         raise ValueError(f"runs differ in {keys}: {sorted(metas)}")
+    # Means over steps are only comparable across seeds on the same days.
+    days = {
+        frozenset((r["model"], r["step"], str(r["origin"])) for r in run if r["scope"] == "step")
+        for run in runs
+    }
+    models = {r["model"] for run in runs for r in run if r["scope"] == "step"}
+    for model in models:
+        per_run = {frozenset(d for d in run_days if d[0] == model) for run_days in days}
+        per_run.discard(frozenset())
+        if len(per_run) > 1:
+            raise ValueError(f"runs differ in the steps or origins of {model}")
     seen: dict[tuple[str, int], int] = {}
     for i, run in enumerate(runs):
         for model, seed in {(r["model"], r["seed"]) for r in run if r["scope"] == "step"}:
@@ -121,16 +137,23 @@ def _add_target_checks(summary: list[dict[str, Any]]) -> None:
         a2 = next((r for r in summary if r["model"] == row["model"] and r["arm"] == "A2"), None)
         if a2 is not None:
             # "at least 5 % lower (relative)": forgetting is a rise, so compare magnitudes.
-            row["meets_forgetting_vs_a2"] = (
-                bool(row["forgetting"] <= 0.95 * a2["forgetting"])
-                if a2["forgetting"] > 0
-                else bool(row["forgetting"] <= 0)
-            )
-            row["meets_stability_vs_a2"] = (
-                bool(row["stability_gap"] < a2["stability_gap"])
-                if a2["stability_gap"] > 0
-                else bool(row["stability_gap"] <= 0)
-            )
+            # Without probes (or after a JSON round trip of NaN) there is nothing to compare.
+            if _is_number(row["forgetting"]) and _is_number(a2["forgetting"]):
+                row["meets_forgetting_vs_a2"] = (
+                    bool(row["forgetting"] <= 0.95 * a2["forgetting"])
+                    if a2["forgetting"] > 0
+                    else bool(row["forgetting"] <= 0)
+                )
+            if _is_number(row["stability_gap"]) and _is_number(a2["stability_gap"]):
+                row["meets_stability_vs_a2"] = (
+                    bool(row["stability_gap"] < a2["stability_gap"])
+                    if a2["stability_gap"] > 0
+                    else bool(row["stability_gap"] <= 0)
+                )
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not math.isnan(x)
 
 
 def plot_acc_per_step(rows: list[dict[str, Any]], path: Path) -> Path:

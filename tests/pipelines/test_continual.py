@@ -13,9 +13,10 @@ import pytest
 from pipelines.continual import ARMS, ContinualConfig, evaluate_continual, load_history
 from pipelines.continual_report import merge_runs, write_report
 
-# retrain_every=2: the second step is a weekly-retrain day for A1w and A3w.
+# retrain_every=2: the second step is a weekly-retrain day for A1w and A3w, the third an
+# update again.
 SMOKE = ContinualConfig(
-    warm_days=35, steps=2, profile="smoke", probe_weeks=1, probe_series=30, retrain_every=2
+    warm_days=35, steps=3, profile="smoke", probe_weeks=1, probe_series=30, retrain_every=2
 )
 WARM_START_ARMS = ("WS0", "WS", "WS:sp")
 
@@ -36,7 +37,7 @@ def test_protocol_writes_step_and_summary_rows(protocol_rows: list[dict], tmp_pa
     arms = {(m, a) for m in ("lgbm", "neural") for a in ARMS}
     arms |= {("neural", a) for a in WARM_START_ARMS}
     assert {(r["model"], r["arm"]) for r in steps} == arms
-    assert len(steps) == 2 * len(arms)
+    assert len(steps) == 3 * len(arms)
     for r in steps:
         assert r["task"] == "continual"
         assert r["method"] == f"{r['model']}/{r['arm']}"
@@ -88,6 +89,12 @@ def test_a3w_updates_then_takes_over_the_retrain(protocol_rows: list[dict]) -> N
         assert (a3w["work"], a3w["seconds"]) == (a1["work"], a1["seconds"])
         # A1w retrains on the same day with its own fit: the same data, so the same model.
         assert steps[(model, "A1w", 2)]["wape"] == pytest.approx(a1["wape"], rel=1e-6)
+        # The day after, A3w updates its copy of A1's model; A1 refits on its own.
+        a1, a3w = steps[(model, "A1", 3)], steps[(model, "A3w", 3)]
+        assert 0 < a3w["work"] < a1["work"]
+        assert a3w["train_max_dt"] == a3w["origin"]
+        assert a3w["wape"] != a1["wape"]
+        assert a3w["wape"] != steps[(model, "A3", 3)]["wape"]  # not A3: it started from A1
 
 
 def test_warm_start_arms_train_on_every_window_through_the_origin(
@@ -98,24 +105,36 @@ def test_warm_start_arms_train_on_every_window_through_the_origin(
         for r in protocol_rows
         if r["scope"] == "step" and r["model"] == "neural"
     }
-    for step in (1, 2):
+    for step in (1, 2, 3):
         ws = [steps[(a, step)] for a in WARM_START_ARMS]
         for r in ws:
             assert r["train_max_dt"] == r["origin"]
-            assert r["windows"] > steps[("A3", step)]["windows"]  # all history, not a day
         # Fresh weights, current weights and shrunk-and-perturbed ones learn different nets.
         assert len({r["wape"] for r in ws}) == 3
+        if step > 1:  # every window through t: one more day's worth (A2's) each step
+            for a in WARM_START_ARMS:
+                grown = steps[(a, step)]["windows"] - steps[(a, step - 1)]["windows"]
+                assert grown == steps[("A2", step)]["windows"] > 0
 
 
 def test_runs_of_different_seeds_merge_into_one_report(
-    protocol_rows: list[dict], sim_dir: Path
+    protocol_rows: list[dict], sim_dir: Path, tmp_path: Path
 ) -> None:
     other = evaluate_continual(
         sim_dir, warm_days=35, models=("lgbm",), arms=("A3",), first_seed=1, config=SMOKE
     )
     assert {r["seed"] for r in other if r["scope"] == "step"} == {1}
-    merged = merge_runs([protocol_rows, other])
+    # The benchmark merges runs written to JSON (dates as strings, NaN as null).
+    as_json = [
+        json.loads(write_report(run, tmp_path / f"run{i}.json")["json"].read_text())
+        for i, run in enumerate((protocol_rows, other))
+    ]
+    merged = merge_runs(as_json)
     summary = {r["method"]: r for r in merged if r["scope"] == "summary"}
+    # Each arm is compared with A1 on its own seeds: A0 ran only in seed 0.
+    a0 = {r["method"]: r for r in protocol_rows if r["scope"] == "summary"}["lgbm/A0"]
+    assert summary["lgbm/A0"]["seeds"] == 1
+    assert summary["lgbm/A0"]["wape_ratio"] == pytest.approx(a0["wape_ratio"])
     assert summary["lgbm/A3"]["seeds"] == 2
     assert summary["neural/A3"]["seeds"] == 1
     # The merged mean is the mean of the seeds' means.
@@ -126,6 +145,9 @@ def test_runs_of_different_seeds_merge_into_one_report(
     assert summary["neural/A1"]["wape"] == pytest.approx(single["neural/A1"]["wape"])
     with pytest.raises(ValueError, match="seed 1"):
         merge_runs([other, other])
+    shorter = [r for r in other if r["scope"] != "step" or r["step"] < 3]
+    with pytest.raises(ValueError, match="steps or origins"):
+        merge_runs([protocol_rows, shorter])
 
 
 def test_precomputed_panel_forecasts_equal_a_panel_built_from_the_past_only(sim_dir: Path) -> None:
