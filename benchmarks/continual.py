@@ -85,6 +85,7 @@ def frontier(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "method": r["method"],
                     "work_ratio": r["work_ratio"],
                     "seconds_ratio": r["seconds_ratio"],
+                    "cpu_ratio": r["cpu_ratio"],
                     "wape_ratio": r["wape_ratio"],
                     "pareto": pareto,
                 }

@@ -196,7 +196,8 @@ def update_model(
     Returns:
         The updated model (``train_end_`` moved to ``through``) and an info dict with
         ``work`` (compute units), ``rows``, ``windows``, ``probe_curve`` and
-        ``probe_seconds`` (time spent scoring probes, not part of the update's cost).
+        ``probe_seconds`` and ``probe_cpu_seconds`` (wall and CPU time spent scoring probes,
+        not part of the update's cost).
     """
     cfg = config or UpdateConfig()
     _check_windows(windows, through)
@@ -514,7 +515,7 @@ def _update_lgbm(
     )
     # Refit visits every tree once per row (leaf lookup + one Newton step): rows x trees.
     work = float(rows.height * (cfg.trees if cfg.strategy == "continue" else sum(base) / len(base)))
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     curve = _probe_curve(model, probes, base, cfg) if cfg.strategy == "continue" else []
     return {
         "work": work,
@@ -522,6 +523,7 @@ def _update_lgbm(
         "trees_added": n_trees,
         "probe_curve": curve,
         "probe_seconds": time.perf_counter() - started,
+        "probe_cpu_seconds": time.process_time() - started_cpu,
     }
 
 

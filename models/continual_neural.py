@@ -88,11 +88,13 @@ def update_neural(
         net.eval()
     curve = callbacks[0].curve if callbacks else []  # type: ignore[attr-defined]
     spent = callbacks[0].seconds if callbacks else 0.0  # type: ignore[attr-defined]
+    spent_cpu = callbacks[0].cpu_seconds if callbacks else 0.0  # type: ignore[attr-defined]
     return {
         "work": float(len(s) * cfg.epochs * len(nets)),
         "rows": len(s),
         "probe_curve": curve,
         "probe_seconds": spent,
+        "probe_cpu_seconds": spent_cpu,
     }
 
 
@@ -133,16 +135,17 @@ class _ProbeCallback(L.Callback):
     """Probe WAPE every ``every`` optimizer steps, in eval mode, without gradients."""
 
     def __init__(self, model: Forecaster, probes: list[Probe], every: int) -> None:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         self.model, self.every = model, every
         self.curve: list[float] = []
         self.tensors = [_neural_probe_tensors(model, p) for p in probes]
         self.seconds = time.perf_counter() - started
+        self.cpu_seconds = time.process_time() - started_cpu
 
     def on_train_batch_end(self, trainer: Any, *_: Any) -> None:
         if trainer.global_step % self.every:
             return
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         nets = all_nets(self.model)
         training = [net.training for net in nets]
         for net in nets:
@@ -162,6 +165,7 @@ class _ProbeCallback(L.Callback):
             net.train(was)
         self.curve.append(float(np.mean(scores)))
         self.seconds += time.perf_counter() - started
+        self.cpu_seconds += time.process_time() - started_cpu
 
 
 def _neural_probe_tensors(

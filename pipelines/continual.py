@@ -142,12 +142,18 @@ def model_config(name: str, profile: str, *, n_series: int, seed: int) -> Any:
 @dataclass
 class _Cost:
     seconds: float = 0.0
+    cpu_seconds: float = 0.0
     peak_mb: float = 0.0
 
 
 @contextmanager
 def measure_cost() -> Iterator[_Cost]:
-    """Wall seconds and the peak RSS rise (MB) above the start of the block (sampled)."""
+    """Wall seconds, CPU seconds of the process (all threads) and the peak RSS rise (MB)
+    above the start of the block (sampled).
+
+    CPU time barely moves when other jobs share the cores, where wall time does; the
+    protocol reports both.
+    """
     cost = _Cost()
     start_mb = _rss_mb()
     peak = [start_mb]
@@ -159,21 +165,22 @@ def measure_cost() -> Iterator[_Cost]:
 
     thread = threading.Thread(target=sample, daemon=True)
     thread.start()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     try:
         yield cost
     finally:
         cost.seconds = time.perf_counter() - t0
+        cost.cpu_seconds = time.process_time() - c0
         stop.set()
         thread.join()
         cost.peak_mb = max(peak[0], _rss_mb()) - start_mb
 
 
-def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float]:
-    """``fn(*args, **kwargs)`` and its wall seconds."""
-    t0 = time.perf_counter()
+def _timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, np.ndarray]:
+    """``fn(*args, **kwargs)`` and its (wall, CPU) seconds."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
+    return out, np.array([time.perf_counter() - t0, time.process_time() - c0])
 
 
 def _rss_mb() -> float:
@@ -379,6 +386,7 @@ def _run_model(
             "origin": t0,
             "train_max_dt": t0,
             "seconds": warm_cost.seconds,
+            "cpu_seconds": warm_cost.cpu_seconds,
             "work": full_work,
             "probe_wape": float(np.mean(warm_probe)) if probes else None,
         }
@@ -404,7 +412,7 @@ def _run_model(
         for arm in (*replay_arms, "A4"):
             overhead[arm] = overhead.get(arm, keys_s) + add_s
         retrain_day = step % cfg.retrain_every == 0
-        a1_cost: dict[str, float] = {}
+        a1_cost: dict[str, float] = {}  # set by A1, which runs before A3w
         for arm in arms:
             before = probe_wape(state[arm], probes)
             info: dict[str, Any] = {"work": 0.0, "probe_curve": [], "windows": 0}
@@ -457,6 +465,21 @@ def _run_model(
                         state[arm], panel, pool, through=t, seed=seed
                     )
                     trained_max[arm] = pool["dt"].max()  # type: ignore[assignment]
+            if arm == "A3w" and retrain_day:
+                charged = a1_cost
+            elif info["work"]:
+                # Wall and CPU time of the update or fit alone: probe scoring (the
+                # stability curve) is subtracted, the buffer bookkeeping it needed is added.
+                extra = overhead.get(arm, np.zeros(2))
+                charged = {
+                    "seconds": cost.seconds - info.get("probe_seconds", 0.0) + extra[0],
+                    "cpu_seconds": cost.cpu_seconds - info.get("probe_cpu_seconds", 0.0) + extra[1],
+                    "peak_mb": cost.peak_mb,
+                }
+            else:
+                charged = {"seconds": 0.0, "cpu_seconds": 0.0, "peak_mb": 0.0}
+            if arm == "A1":
+                a1_cost = charged
             score = score_origin(state[arm], panel, actuals, t)
             per_probe = [probe_wape(state[arm], [p]) for p in probes]
             after = float(np.mean(per_probe)) if probes else float("nan")
@@ -485,26 +508,13 @@ def _run_model(
                     # Worst probe WAPE seen during the update (every probe_every trees or
                     # optimizer steps) above its start.
                     "stability_gap": max(0.0, max(curve) - before) if probes else float("nan"),
-                    # Wall time of the update or fit alone: probe scoring (the stability
-                    # curve) is subtracted, the buffer bookkeeping it needed is added.
-                    "seconds": a1_cost.get("seconds", 0.0)
-                    if arm == "A3w" and retrain_day
-                    else cost.seconds - info.get("probe_seconds", 0.0) + overhead.get(arm, 0.0)
-                    if info["work"]
-                    else 0.0,
+                    **charged,
                     "work": info["work"],
-                    "peak_mb": a1_cost.get("peak_mb", 0.0)
-                    if arm == "A3w" and retrain_day
-                    else cost.peak_mb
-                    if info["work"]
-                    else 0.0,
                     "windows": info.get("windows", 0),
                     # Other jobs share the machine: the 1-minute load when the step ended.
                     "loadavg": os.getloadavg()[0],
                 }
             )
-            if arm == "A1":
-                a1_cost = {"seconds": out[-1]["seconds"], "peak_mb": out[-1]["peak_mb"]}
             if progress:
                 r = out[-1]
                 progress(

@@ -27,16 +27,23 @@ TARGETS = {
 }
 
 
+# The A1 means each arm's ratios are taken against.
+A1_KEYS = ("wape", "wpe", "seconds", "cpu_seconds", "work")
+
+
 def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str, Any]]:
     """One ``scope="summary"`` row per model and arm.
 
-    Reads the step rows' acc, wpe, wape, forgetting, stability_gap, seconds, work, peak_mb.
+    Reads the step rows' acc, wpe, wape, forgetting, stability_gap, seconds, cpu_seconds
+    (absent in older results: its ratio is then NaN), work, peak_mb.
     Adds means over steps (then seeds), worst-case forgetting and stability gap per seed
     (then the seed mean), ratios to A1, and for A3 the issue's target checks.
     """
     steps = pl.DataFrame([r for r in rows if r["scope"] == "step"], infer_schema_length=None)
     if steps.height == 0:
         return []
+    if "cpu_seconds" not in steps.columns:
+        steps = steps.with_columns(pl.lit(None, pl.Float64).alias("cpu_seconds"))
     ref = steps.filter(pl.col("arm") == "A1").select(
         "model", "seed", "step", pl.col("wape").alias("a1_wape"), pl.col("wpe").alias("a1_wpe")
     )
@@ -44,7 +51,7 @@ def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str
         (pl.col("wape") / pl.col("a1_wape")).alias("step_ratio")
     )
     per_seed = steps.group_by("model", "arm", "seed").agg(
-        pl.col("acc", "wpe", "wape", "seconds", "work").mean(),
+        pl.col("acc", "wpe", "wape", "seconds", "cpu_seconds", "work").mean(),
         pl.col("a1_wape", "a1_wpe").mean(),
         pl.col("step_ratio").max().alias("wape_ratio_worst_step"),
         pl.col("forgetting").max(),
@@ -54,7 +61,7 @@ def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str
     )
     # Each arm is compared with A1 over the seeds that arm ran (runs may differ in arms).
     a1_seed = per_seed.filter(pl.col("arm") == "A1").select(
-        "model", "seed", *(pl.col(k).alias(f"a1_{k}") for k in ("wape", "wpe", "seconds", "work"))
+        "model", "seed", *(pl.col(k).alias(f"a1_{k}") for k in A1_KEYS)
     )
     agg = (
         per_seed.drop("a1_wape", "a1_wpe")
@@ -65,7 +72,7 @@ def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str
     )
     out: list[dict[str, Any]] = []
     for r in agg.iter_rows(named=True):
-        a1 = {k: r[f"a1_{k}"] for k in ("wape", "wpe", "seconds", "work")}
+        a1 = {k: r[f"a1_{k}"] for k in A1_KEYS}
         row = {
             "task": "continual",
             "method": f"{r['model']}/{r['arm']}",
@@ -85,9 +92,11 @@ def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str
             "forgetting": r["forgetting"],
             "stability_gap": r["stability_gap"],
             "seconds": r["seconds"],
+            "cpu_seconds": r["cpu_seconds"],
             "work": r["work"],
             "peak_mb": r["peak_mb"],
             "seconds_ratio": r["seconds"] / a1["seconds"] if a1["seconds"] else math.nan,
+            "cpu_ratio": r["cpu_seconds"] / a1["cpu_seconds"] if a1["cpu_seconds"] else math.nan,
             "work_ratio": r["work"] / a1["work"] if a1["work"] else math.nan,
         }
         out.append(row)
@@ -260,6 +269,7 @@ SUMMARY_COLUMNS = (
     "stability_gap",
     "seconds",
     "seconds_ratio",
+    "cpu_ratio",
     "work_ratio",
     "peak_mb",
 )

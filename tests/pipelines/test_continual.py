@@ -49,11 +49,14 @@ def test_protocol_writes_step_and_summary_rows(protocol_rows: list[dict], tmp_pa
             "forgetting",
             "stability_gap",
             "seconds",
+            "cpu_seconds",
             "work",
             "peak_mb",
         ):
             assert key in r
         assert 0 < r["wape"] < 5
+        # A fit or an update costs wall and CPU time; a frozen arm costs nothing.
+        assert (r["cpu_seconds"] > 0) == (r["work"] > 0) == (r["seconds"] > 0)
     summary = {r["method"]: r for r in protocol_rows if r["scope"] == "summary"}
     assert set(summary) == {f"{m}/{a}" for m, a in arms}
     assert summary["lgbm/A1"]["work_ratio"] == pytest.approx(1.0)
@@ -86,7 +89,11 @@ def test_a3w_updates_then_takes_over_the_retrain(protocol_rows: list[dict]) -> N
         a1, a3w = steps[(model, "A1", 2)], steps[(model, "A3w", 2)]
         assert a3w["wape"] == a1["wape"]
         assert a3w["acc"] == a1["acc"]
-        assert (a3w["work"], a3w["seconds"]) == (a1["work"], a1["seconds"])
+        assert (a3w["work"], a3w["seconds"], a3w["cpu_seconds"]) == (
+            a1["work"],
+            a1["seconds"],
+            a1["cpu_seconds"],
+        )
         # A1w retrains on the same day with its own fit: the same data, so the same model.
         assert steps[(model, "A1w", 2)]["wape"] == pytest.approx(a1["wape"], rel=1e-6)
         # The day after, A3w updates its copy of A1's model; A1 refits on its own.
