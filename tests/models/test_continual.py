@@ -353,6 +353,30 @@ def test_neural_fine_tune_and_scratch_retrain(tiny: tuple) -> None:
     )
 
 
+def test_neural_update_skips_windows_without_a_full_lookback(tiny: tuple) -> None:
+    """Like the full fit, an update never trains on a lookback padded before the history."""
+    import torch
+
+    panel, _, t = tiny
+    model = _fit("neural", tiny)
+    first_full = panel["dt"].min() + timedelta(days=model.config.lookback + 6)
+    keys = window_keys(
+        panel,
+        days=pl.col("dt").is_between(first_full - timedelta(days=2), first_full),
+        group_column="management_group_id",
+    )
+    full = keys.filter(pl.col("dt") == first_full)
+    assert 0 < full.height < keys.height
+    _, info = update_model(model, panel, keys, through=t, config=UpdateConfig(epochs=1))
+    assert info["rows"] == full.height
+    early = keys.filter(pl.col("dt") < first_full)
+    before = [p.detach().clone() for p in all_nets(model)[0].parameters()]
+    out, info = update_model(model, panel, early, through=t, config=UpdateConfig(epochs=1))
+    assert info["rows"] == info["work"] == 0
+    after = list(all_nets(out)[0].parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
 def _cut(panel: pl.DataFrame, origin: date) -> pl.DataFrame:
     from models.forecasters.base import with_origin
 
