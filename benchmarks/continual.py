@@ -25,7 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -145,15 +145,17 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.merge:
-        runs = [json.loads(f.read_text()) for f in args.merge]
+        runs = [_read_run(f) for f in args.merge]
         # Each run's load averages, kept on the merged summary rows.
         loads = [
             [run_summary[0].get("loadavg_start"), run_summary[0].get("loadavg_end")]
             for run_summary in ([r for r in run if r["scope"] == "summary"] for run in runs)
         ]
-        rows = [
-            {**r, "loadavg_runs": loads} if r["scope"] == "summary" else r for r in merge_runs(runs)
-        ]
+        try:
+            merged = merge_runs(runs)
+        except ValueError as exc:
+            _fail(f"cannot merge {', '.join(map(str, args.merge))}: {exc}")
+        rows = [{**r, "loadavg_runs": loads} if r["scope"] == "summary" else r for r in merged]
         report(rows, write_report(rows, args.out), f"merged from {len(runs)} runs")
         return
 
@@ -191,6 +193,25 @@ def main() -> None:
         f"{time.perf_counter() - started:.0f}s, load {load_start[0]:.1f} -> "
         f"{load['loadavg_end'][0]:.1f}",
     )
+
+
+def _fail(message: str) -> NoReturn:
+    """Exit 2 (invalid input, as the CLI does) with the message and no traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _read_run(path: Path) -> list[dict[str, Any]]:
+    """One result file's rows, or exit 2 with a message naming the file (no traceback)."""
+    try:
+        rows = json.loads(path.read_text())
+        if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and "scope" in r for r in rows
+        ):
+            raise ValueError("not a list of result rows with a 'scope'")
+    except (OSError, ValueError) as exc:
+        _fail(f"{path}: cannot merge it ({exc})")
+    return rows
 
 
 def report(rows: list[dict[str, Any]], paths: dict[str, Path], how: str) -> None:

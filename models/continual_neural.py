@@ -66,7 +66,13 @@ def update_neural(
     torch.set_num_threads(c.num_threads)
     arrays, s, o = _neural_window_index(model, panel, windows)
     if len(s) == 0:  # nothing trainable (e.g. only windows without a full lookback)
-        return {"work": 0.0, "rows": 0, "probe_curve": [], "probe_seconds": 0.0}
+        return {
+            "work": 0.0,
+            "rows": 0,
+            "probe_curve": [],
+            "probe_seconds": 0.0,
+            "probe_cpu_seconds": 0.0,
+        }
     nets = all_nets(model)
     callbacks: list[L.Callback] = [_ProbeCallback(model, probes, cfg.probe_every)] if probes else []
     # Every net of the model learns the same windows (each with its own seed), one after
