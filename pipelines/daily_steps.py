@@ -152,7 +152,14 @@ def _train(
         from pipelines.refresh import refresh_model
 
         buffer_dir = _staged_buffer(ctx, champion.name, paths.day)
-        refreshed = refresh_model(champion, history, through=paths.day, buffer_dir=buffer_dir)
+        # A due retrain replaces the update, so the daily job does not pay for both.
+        refreshed = refresh_model(
+            champion,
+            history,
+            through=paths.day,
+            buffer_dir=buffer_dir,
+            skip_when_due=not refresh_only,
+        )
         refresh_log = (getattr(refreshed, "refresh_log_", None) or [{}])[-1]
         if refreshed is not champion and (refresh_only or not refresh_log.get("needs_retrain")):
             model, mode = refreshed, "refresh"

@@ -8,6 +8,7 @@ out). The replay buffer lives under ``data/replay/<model>/`` as ``windows.parque
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
@@ -103,6 +104,7 @@ def refresh_model(
     buffer_dir: Path,
     seed: int = 0,
     config: RefreshConfig | None = None,
+    skip_when_due: bool = False,
 ) -> Forecaster:
     """Update ``model`` with the days after its last update through ``through`` (arm A3).
 
@@ -116,12 +118,17 @@ def refresh_model(
             from the windows up to the model's ``train_end_``.
         seed: buffer and update seed (a buffer already on disk keeps its own seed).
         config: refresh options.
+        skip_when_due: when the safety net already asks for a full retrain (periodic or
+            drift, both judged before the update), do not update: the caller retrains, so the
+            update would be thrown away. The buffer still takes the new days.
 
     Returns:
         A new forecaster (the input is not mutated) with ``train_end_ = through`` and
         ``refresh_log_`` extended by one entry: ``through``, ``new_windows``, ``replay_windows``,
-        ``work``, ``seconds``, ``pre_wape`` and ``needs_retrain`` (periodic or drift). When
-        there is no new day, the input model is returned unchanged.
+        ``work``, ``seconds``, ``pre_wape``, ``needs_retrain`` (periodic or drift) and
+        ``updated``. A skipped update returns a copy of the input, its weights and
+        ``train_end_`` unchanged, with that entry (``updated`` false). When there is no new
+        day, the input model is returned unchanged.
     """
     cfg = config or RefreshConfig()
     started = time.perf_counter()
@@ -155,10 +162,6 @@ def refresh_model(
     buffer.add(new)
     # Prequential check before learning the new days: the drift trigger's signal.
     pre = _pre_wape(model, panel, since, through)
-    updated, info = update_model(
-        model, panel, windows, through=through, config=upd, replay_pool=buffer.windows_
-    )
-    save_buffer(buffer, buffer_dir)
     log = list(getattr(model, "refresh_log_", []))
     full_end = log[0]["full_fit_end"] if log else str(model.train_end_)  # type: ignore[attr-defined]
     # Baseline: the mean prequential WAPE of the refreshes since the last full fit.
@@ -166,6 +169,14 @@ def refresh_model(
     baseline = sum(past) / len(past) if past else pre
     periodic = (through - date.fromisoformat(full_end)).days >= cfg.retrain_every_days
     drift = pre > cfg.drift_ratio * baseline if baseline == baseline and pre == pre else False
+    due = bool(periodic or drift)
+    if due and skip_when_due:
+        updated, info = copy.copy(model), {"work": 0.0}
+    else:
+        updated, info = update_model(
+            model, panel, windows, through=through, config=upd, replay_pool=buffer.windows_
+        )
+    save_buffer(buffer, buffer_dir)
     log.append(
         {
             "through": through.isoformat(),
@@ -176,8 +187,9 @@ def refresh_model(
             "seconds": time.perf_counter() - started,
             "pre_wape": pre,
             "baseline_wape": baseline,
-            "needs_retrain": bool(periodic or drift),
+            "needs_retrain": due,
             "reason": "drift" if drift else ("periodic" if periodic else ""),
+            "updated": not (due and skip_when_due),
         }
     )
     updated.refresh_log_ = log  # type: ignore[attr-defined]

@@ -184,7 +184,7 @@ def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
     sim_dir: Path, tmp_path: Path
 ) -> None:
     from pipelines.forecast import fit_model, make_panel
-    from pipelines.refresh import refresh_model
+    from pipelines.refresh import load_buffer, refresh_model
 
     daily = load_history(sim_dir, series=None).collect()
     first = daily["dt"].min()
@@ -210,6 +210,25 @@ def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
     assert (tmp_path / "a" / "manifest.json").is_file()
     # Same day again: nothing new, the model comes back unchanged.
     assert refresh_model(a, daily, through=through, buffer_dir=tmp_path / "a") is a
+
+    # A week after the full fit the periodic retrain is due. The daily job retrains then,
+    # so it skips the update it would throw away; the buffer still takes the new days.
+    week: date = t + timedelta(days=7)
+    skipped = refresh_model(
+        model, daily, through=week, buffer_dir=tmp_path / "c", seed=1, skip_when_due=True
+    )
+    done = refresh_model(model, daily, through=week, buffer_dir=tmp_path / "d", seed=1)
+    for out, updated in ((skipped, False), (done, True)):
+        log = out.refresh_log_[-1]
+        assert (log["needs_retrain"], log["reason"], log["updated"]) == (True, "periodic", updated)
+        assert (log["work"] > 0) is updated
+    assert skipped is not model
+    assert skipped.train_end_ == model.train_end_
+    assert [b.model_to_string() for b in skipped.boosters_] == [
+        b.model_to_string() for b in model.boosters_
+    ]
+    assert done.boosters_[0].num_trees() > model.boosters_[0].num_trees()
+    assert load_buffer(tmp_path / "c").last_dt_ == week == load_buffer(tmp_path / "d").last_dt_
 
 
 def test_cli_evaluate_continual_and_refresh(
