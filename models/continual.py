@@ -65,6 +65,8 @@ class UpdateConfig:
         min_child_samples: LightGBM minimum rows per leaf of the added trees (None: own).
         bin_sample_rows: LightGBM rows sampled to find a refresh set's bin edges
             (``bin_construct_sample_cnt``): finding them on every row is a per-update cost.
+        anchor_level: neural: after fine-tuning, rescale the forecast so its level on the
+            refresh windows is the full fit's in-sample level (``NeuralForecaster.in_sample_level``).
         seed: fine-tune shuffling and perturbation noise.
     """
 
@@ -83,6 +85,7 @@ class UpdateConfig:
     num_leaves: int | None = None
     min_child_samples: int | None = None
     bin_sample_rows: int = 10_000
+    anchor_level: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -251,9 +254,11 @@ def full_recipe(model: Forecaster, *, seed: int = 0, **overrides: Any) -> Update
 
     A4 trains with it from scratch on the buffer; the protocol's warm-start arms on every
     window through t, from fresh or from the current weights (optionally after
-    shrink-and-perturb), which is how the warm-start penalty is measured.
+    shrink-and-perturb), which is how the warm-start penalty is measured. A full fit sets
+    its own level, so the recipe does not anchor it (``anchor_level`` off).
     """
     return UpdateConfig(
+        anchor_level=overrides.pop("anchor_level", False),
         epochs=model.config.epochs,
         fine_tune_lr=model.config.learning_rate,
         seed=seed,

@@ -17,7 +17,7 @@ import polars as pl
 import torch
 
 from models.forecasters.base import HORIZON, Forecaster
-from models.forecasters.neural import KNOWN, STATIC, TiDENet, _Module
+from models.forecasters.neural import KNOWN, LEVEL_WINDOWS, STATIC, TiDENet, _Module
 from models.training import cpu_trainer
 
 if TYPE_CHECKING:
@@ -97,6 +97,8 @@ def update_neural(
             torch.utils.data.DataLoader(batches, batch_size=None),
         )
         net.eval()
+    if scratch or cfg.anchor_level:
+        _anchor_level(model, arrays, s, o, cfg.seed, scratch=scratch)
     curve = callbacks[0].curve if callbacks else []  # type: ignore[attr-defined]
     spent = callbacks[0].seconds if callbacks else 0.0  # type: ignore[attr-defined]
     spent_cpu = callbacks[0].cpu_seconds if callbacks else 0.0  # type: ignore[attr-defined]
@@ -107,6 +109,25 @@ def update_neural(
         "probe_seconds": spent,
         "probe_cpu_seconds": spent_cpu,
     }
+
+
+def _anchor_level(
+    model: Forecaster, arrays: Any, s: np.ndarray, o: np.ndarray, seed: int, *, scratch: bool
+) -> None:
+    """Put the forecast level on the trained windows back where the full fit left it.
+
+    A scratch fit sets its own: ``fit_level_`` measured, ``level_`` 1, as a full fit does.
+    A fine-tune rescales ``level_`` so its in-sample level equals ``fit_level_`` (models
+    pickled before ``fit_level_`` are left as they are). See ``in_sample_level``.
+    """
+    pick = np.random.default_rng([seed, 2]).permutation(len(s))[:LEVEL_WINDOWS]
+    if scratch:
+        model.level_ = 1.0  # type: ignore[attr-defined]
+        model.fit_level_ = model.in_sample_level(arrays, s[pick], o[pick])  # type: ignore[attr-defined]
+    elif hasattr(model, "fit_level_"):
+        model.level_ = 1.0  # type: ignore[attr-defined]
+        now = model.in_sample_level(arrays, s[pick], o[pick])  # type: ignore[attr-defined]
+        model.level_ = model.fit_level_ / now if now > 0 else 1.0  # type: ignore[attr-defined]
 
 
 def all_nets(model: Forecaster) -> list[Any]:
@@ -168,7 +189,8 @@ class _ProbeCallback(L.Callback):
                 per_net = [
                     np.maximum((n(*inputs)[..., 0] * scale[:, None]).numpy(), 0) for n in nets
                 ]
-                pred = np.mean(per_net, axis=0) * self.model.bias_  # type: ignore[attr-defined]
+                served = self.model.bias_ * getattr(self.model, "level_", 1.0)  # type: ignore[attr-defined]
+                pred = np.mean(per_net, axis=0) * served
                 scores.append(
                     float(np.abs(pred - y)[mask].sum() / max(np.abs(y)[mask].sum(), 1e-9))
                 )

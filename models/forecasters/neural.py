@@ -4,7 +4,7 @@ Inputs per (series, origin): the last ``lookback`` days of ``y`` and of the stoc
 (past only), known-future covariates and calendar for lookback + 7 days (projected per day
 by a shared linear layer, as in TiDE), and static embeddings of the hierarchy ids. Targets
 are scaled by the series' lookback mean. The head emits, for each of the 7 days, a mean
-(the point forecast, volume-weighted squared error) and P10/P50/P90 (pinball loss).
+(the point forecast, volume-weighted ``point_loss``, MAE by default) and P10/P50/P90 (pinball loss).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from models.training import cpu_trainer
 STATIC = HIERARCHY_COLUMNS
 KNOWN = COVARIATE_COLUMNS
 QS = (0.1, 0.5, 0.9)
+# Windows that measure a fit's in-sample level (~1 s on 2 cores).
+LEVEL_WINDOWS = 32_768
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,9 @@ class NeuralForecaster(Forecaster):
     """TiDE-style global model.
 
     Fitted: ``net_`` and ``extra_nets_`` (see ``NeuralConfig.nets``), ``vocab_``,
-    ``known_mean_``/``known_std_``.
+    ``known_mean_``/``known_std_``; ``level_``, a factor on every head's output (1 after a
+    fit; a continual refresh resets it, see :meth:`in_sample_level`), and ``fit_level_``,
+    the fit's in-sample level.
     """
 
     name = "neural"
@@ -256,6 +260,48 @@ class NeuralForecaster(Forecaster):
             )
             nets.append(net.eval())
         self.net_, self.extra_nets_ = nets[0], nets[1:]
+        self.level_ = 1.0
+        # Where the fit left the forecast level, on windows drawn as the fit drew them.
+        rng = np.random.default_rng([c.seed, 1])
+        k = min(LEVEL_WINDOWS, c.samples_per_epoch)
+        self.fit_level_ = self.in_sample_level(
+            arrays,
+            rng.integers(0, arrays.y.shape[0], k),
+            rng.integers(first_origin, last_origin + 1, k),
+        )
+
+    def forecast_windows(self, arrays: _Arrays, s: np.ndarray, o: np.ndarray) -> np.ndarray:
+        """(windows, 7, 4) served outputs (mean, P10, P50, P90) at origins ``o`` of series
+        rows ``s``: each net clipped at 0, averaged, times ``level_``."""
+        c = self.config
+        nets = [self.net_, *getattr(self, "extra_nets_", [])]  # old pickles have one net
+        outs = [np.zeros((0, HORIZON, 4))]
+        with torch.no_grad():
+            for b0 in range(0, len(s), 8192):
+                y, so, known, static, scale = arrays.window(
+                    s[b0 : b0 + 8192], o[b0 : b0 + 8192], c.lookback, with_target=False
+                )
+                per_net = [
+                    np.maximum((net(y, so, known, static) * scale[:, None, None]).numpy(), 0.0)
+                    for net in nets
+                ]
+                outs.append(np.mean(per_net, axis=0))
+        return np.concatenate(outs) * getattr(self, "level_", 1.0)
+
+    def in_sample_level(self, arrays: _Arrays, s: np.ndarray, o: np.ndarray) -> float:
+        """Σ point forecast / Σ actual over the observed target days of windows (s, o).
+
+        On windows the model trained on this is ~1 after a full fit (1.0007 on 50k real
+        series). Fine-tuning with the MAE point loss keeps pulling the point head toward the
+        median, below the mean for skewed demand: on 50k real series one refresh lowered it
+        to 0.990 and the next week's forecast by 1.8 %, whichever windows it trained on
+        (new + replay, or as many drawn from the full fit's own). The refresh therefore resets
+        ``level_`` so the level on its windows is the fit's again.
+        """
+        y = arrays.y[s[:, None], o[:, None] + np.arange(HORIZON)]
+        seen = np.isfinite(y)
+        pred = self.forecast_windows(arrays, s, o)[..., 0]
+        return float(pred[seen].sum() / max(y[seen].sum(), 1e-9))
 
     def _predict_point(self, panel: pl.DataFrame) -> pl.DataFrame:
         c = self.config
@@ -263,21 +309,9 @@ class NeuralForecaster(Forecaster):
         origin = last_history_day(panel)
         start = origin - timedelta(days=c.lookback - 1)
         series, arrays = self._arrays(panel, start, c.lookback + HORIZON)
-        o = np.full(len(series), c.lookback)
-        nets = [self.net_, *getattr(self, "extra_nets_", [])]  # old pickles have one net
-        outs = []
-        with torch.no_grad():
-            for b0 in range(0, len(series), 8192):
-                sl = slice(b0, b0 + 8192)
-                y, so, known, static, scale = arrays.window(
-                    np.arange(len(series))[sl], o[sl], c.lookback, with_target=False
-                )
-                per_net = [
-                    np.maximum((net(y, so, known, static) * scale[:, None, None]).numpy(), 0.0)
-                    for net in nets
-                ]
-                outs.append(np.mean(per_net, axis=0))
-        pred = np.concatenate(outs)  # (series, 7, 4), each net clipped at 0 then averaged
+        pred = self.forecast_windows(
+            arrays, np.arange(len(series)), np.full(len(series), c.lookback)
+        )
         days = np.array(
             [origin + timedelta(days=h) for h in range(1, HORIZON + 1)], dtype="datetime64[D]"
         )
