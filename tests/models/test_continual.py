@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -375,6 +376,36 @@ def test_neural_update_skips_windows_without_a_full_lookback(tiny: tuple) -> Non
     assert info["rows"] == info["work"] == 0
     after = list(all_nets(out)[0].parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def test_neural_refresh_puts_the_in_sample_level_back_where_the_fit_left_it(tiny: tuple) -> None:
+    """MAE fine-tuning drifts the forecast level; the anchored refresh restores the fit's."""
+    from models.continual_neural import _neural_window_index
+
+    panel, _, t = tiny
+    model = _fit("neural", tiny)
+    assert model.level_ == 1.0
+    assert 0.5 < model.fit_level_ < 2  # measured where the fit trained: no padded lookbacks
+    day = t + timedelta(days=1)
+    windows = window_keys(
+        panel,
+        days=pl.col("dt").is_between(t - timedelta(days=6), day),
+        group_column="management_group_id",
+    )
+    arrays, s, o = _neural_window_index(model, panel.filter(pl.col("dt") <= day), windows)
+    strong = UpdateConfig(epochs=3, fine_tune_lr=5e-3)  # enough to move the level
+    free, _ = update_model(
+        model, panel, windows, through=day, config=replace(strong, anchor_level=False)
+    )
+    anchored, _ = update_model(model, panel, windows, through=day, config=strong)
+    assert free.level_ == 1.0
+    assert abs(free.in_sample_level(arrays, s, o) / model.fit_level_ - 1) > 0.005
+    assert anchored.in_sample_level(arrays, s, o) == pytest.approx(model.fit_level_, rel=1e-9)
+    # Same weights (same seed), so the anchor is the only difference, and it scales every head.
+    cut = _cut(panel.filter(pl.col("dt") <= day), day)
+    a, f = anchored._predict_point(cut), free._predict_point(cut)
+    for col in ("yhat", "yhat_p10", "yhat_p50", "yhat_p90"):
+        assert np.allclose(a[col].to_numpy(), anchored.level_ * f[col].to_numpy())
 
 
 def _cut(panel: pl.DataFrame, origin: date) -> pl.DataFrame:
