@@ -1,8 +1,9 @@
 """Lightning fine-tuning for continual refresh (the neural half of :mod:`models.continual`).
 
 Fine-tunes every net of a ``NeuralForecaster`` (``net_`` and ``extra_nets_``) in place on the
-refresh windows, every window once per epoch, optionally after shrink-and-perturb; a
-callback scores fixed probes every few optimizer steps for the stability gap.
+refresh windows, every window once per epoch, optionally after shrink-and-perturb, then
+re-anchors the forecast level (``level_``); a callback scores fixed probes every few
+optimizer steps for the stability gap.
 """
 
 from __future__ import annotations

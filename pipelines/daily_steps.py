@@ -179,7 +179,7 @@ def _train(
     with step_run(ctx, "train"):
         mlflow.log_params({**recipe.as_params(), "mode": mode})
         mlflow.log_metric("train/seconds", seconds)
-        for key in ("new_windows", "replay_windows", "work", "pre_wape"):
+        for key in ("new_windows", "replay_windows", "work", "pre_wape", "level"):
             if isinstance(refresh_log.get(key), int | float):
                 mlflow.log_metric(f"refresh/{key}", float(refresh_log[key]))
         mlflow.log_dict(model.describe(), "model.json")

@@ -125,8 +125,8 @@ def refresh_model(
     Returns:
         A new forecaster (the input is not mutated) with ``train_end_ = through`` and
         ``refresh_log_`` extended by one entry: ``through``, ``new_windows``, ``replay_windows``,
-        ``work``, ``seconds``, ``pre_wape``, ``needs_retrain`` (periodic or drift) and
-        ``updated``. A skipped update returns a copy of the input, its weights and
+        ``work``, ``seconds``, ``pre_wape``, ``needs_retrain`` (periodic or drift),
+        ``updated`` and ``level`` (the neural level anchor). A skipped update returns a copy of the input, its weights and
         ``train_end_`` unchanged, with that entry (``updated`` false). When there is no new
         day, the input model is returned unchanged.
     """
@@ -190,6 +190,8 @@ def refresh_model(
             "needs_retrain": due,
             "reason": "drift" if drift else ("periodic" if periodic else ""),
             "updated": not (due and skip_when_due),
+            # The neural forecast-level anchor after this refresh (1: none applied).
+            "level": float(getattr(updated, "level_", 1.0)),
         }
     )
     updated.refresh_log_ = log  # type: ignore[attr-defined]

@@ -231,6 +231,21 @@ def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
     assert load_buffer(tmp_path / "c").last_dt_ == week == load_buffer(tmp_path / "d").last_dt_
 
 
+def test_neural_refresh_anchors_and_logs_its_forecast_level(sim_dir: Path, tmp_path: Path) -> None:
+    from pipelines.forecast import fit_model, make_panel
+    from pipelines.refresh import refresh_model
+
+    daily = load_history(sim_dir, series=None).collect()
+    t = daily["dt"].min() + timedelta(days=34)
+    panel, spec = make_panel(daily.filter(pl.col("dt") <= t).lazy(), None, target="censored")
+    model = fit_model("neural", panel, spec, target="censored", profile="smoke")
+    out = refresh_model(model, daily, through=t + timedelta(days=1), buffer_dir=tmp_path, seed=1)
+    log = out.refresh_log_[-1]
+    assert log["updated"]
+    assert log["level"] == out.level_ != 1.0
+    assert model.level_ == 1.0  # the champion itself is untouched
+
+
 def test_cli_evaluate_continual_and_refresh(
     sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
