@@ -193,7 +193,15 @@ def _train(
         "recipe": recipe.as_params(),
         **{
             key: refresh_log.get(key)
-            for key in ("pre_wape", "new_windows", "replay_windows", "needs_retrain", "reason")
+            for key in (
+                "pre_wape",
+                "new_windows",
+                "replay_windows",
+                "needs_retrain",
+                "reason",
+                "updated",
+                "level",
+            )
         },
     }
 

@@ -147,21 +147,26 @@ def refresh_model(
                 group_column=buffer.config.group_column,
             )
         )  # type: ignore[attr-defined]
-    since = buffer.last_dt_ or model.train_end_  # type: ignore[attr-defined]
-    new = window_keys(
+    trained_end: date = model.train_end_  # type: ignore[attr-defined]
+    # The buffer takes every day it has not seen; the model learns, as new, every day it has
+    # not trained on. The two differ when a refreshed challenger was not promoted (its staged
+    # buffer is a day ahead of the champion) or after a retrain that left the buffer behind.
+    buffer_end = buffer.last_dt_ or trained_end
+    offered = window_keys(
         panel,
-        days=(pl.col("dt") > since) & (pl.col("dt") <= through),
+        days=(pl.col("dt") > min(buffer_end, trained_end)) & (pl.col("dt") <= through),
         group_column=buffer.config.group_column,
     )
+    new = offered.filter(pl.col("dt") > trained_end)
     if new.height == 0:
         return model
     upd = replace(cfg.lgbm_update if model.name == "lgbm" else cfg.neural_update, seed=seed)
     windows = refresh_set(buffer, new, through=through, replay_ratio=upd.replay_ratio)
     # After the draw (replay is strictly the past), before the update: the update keeps the
     # cached scores of exactly the windows the buffer now holds. Saved only after the update.
-    buffer.add(new)
+    buffer.add(offered)  # days it already holds are not added twice
     # Prequential check before learning the new days: the drift trigger's signal.
-    pre = _pre_wape(model, panel, since, through)
+    pre = _pre_wape(model, panel, trained_end, through)
     log = list(getattr(model, "refresh_log_", []))
     full_end = log[0]["full_fit_end"] if log else str(model.train_end_)  # type: ignore[attr-defined]
     # Baseline: the mean prequential WAPE of the refreshes since the last full fit.

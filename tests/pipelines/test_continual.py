@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
@@ -210,6 +211,15 @@ def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
     assert (tmp_path / "a" / "manifest.json").is_file()
     # Same day again: nothing new, the model comes back unchanged.
     assert refresh_model(a, daily, through=through, buffer_dir=tmp_path / "a") is a
+
+    # The gate rejected ``a`` and kept ``model``, but ``a``'s buffer already holds ``through``.
+    # The champion's next refresh still learns that day as new, with the day after it.
+    shutil.copytree(tmp_path / "a", tmp_path / "kept")
+    later: date = through + timedelta(days=1)
+    kept = refresh_model(model, daily, through=later, buffer_dir=tmp_path / "kept", seed=1)
+    both_days = daily.filter(pl.col("dt").is_between(through, later)).height
+    assert kept.refresh_log_[-1]["new_windows"] == both_days
+    assert load_buffer(tmp_path / "kept").last_dt_ == later
 
     # A week after the full fit the periodic retrain is due. The daily job retrains then,
     # so it skips the update it would throw away; the buffer still takes the new days.
