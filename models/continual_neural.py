@@ -45,12 +45,9 @@ def _neural_window_index(
     # by ~0 and blows up its targets. (Replaying such early windows from the buffer biased
     # the refresh on 50k real series: clean-day wpe -0.08 and -0.12 after two updates, A1
     # -0.004 and -0.017.) It also needs an observed lookback day: its scale is a nanmean.
-    seen = np.concatenate(
-        [np.zeros((len(series), 1)), np.isfinite(arrays.y).cumsum(axis=1)], axis=1
-    )
     inside = (o >= 2 * c.lookback) & (o < arrays.y.shape[1])
     ok = np.zeros(len(o), dtype=bool)
-    ok[inside] = seen[s[inside], o[inside]] - seen[s[inside], o[inside] - c.lookback] > 0
+    ok[inside] = arrays.observed_lookback(s[inside], o[inside], c.lookback)
     return arrays, s[ok], o[ok]
 
 

@@ -126,9 +126,10 @@ def refresh_model(
         A new forecaster (the input is not mutated) with ``train_end_ = through`` and
         ``refresh_log_`` extended by one entry: ``through``, ``new_windows``, ``replay_windows``,
         ``work``, ``seconds``, ``pre_wape``, ``needs_retrain`` (periodic or drift),
-        ``updated`` and ``level`` (the neural level anchor). A skipped update returns a copy of the input, its weights and
-        ``train_end_`` unchanged, with that entry (``updated`` false). When there is no new
-        day, the input model is returned unchanged.
+        ``updated`` and ``level`` (the neural level anchor). A skipped update returns a copy
+        of the input, its weights and ``train_end_`` unchanged, with that entry (``updated``
+        false, no replayed windows). When there is no new day, the input model is returned
+        unchanged.
     """
     cfg = config or RefreshConfig()
     started = time.perf_counter()
@@ -164,7 +165,9 @@ def refresh_model(
     windows = refresh_set(buffer, new, through=through, replay_ratio=upd.replay_ratio)
     # After the draw (replay is strictly the past), before the update: the update keeps the
     # cached scores of exactly the windows the buffer now holds. Saved only after the update.
-    buffer.add(offered)  # days it already holds are not added twice
+    # Only days it has not been offered: a re-offered window it dropped would count twice
+    # in its strata's shares.
+    buffer.add(offered.filter(pl.col("dt") > buffer_end))
     # Prequential check before learning the new days: the drift trigger's signal.
     pre = _pre_wape(model, panel, trained_end, through)
     log = list(getattr(model, "refresh_log_", []))
@@ -175,7 +178,8 @@ def refresh_model(
     periodic = (through - date.fromisoformat(full_end)).days >= cfg.retrain_every_days
     drift = pre > cfg.drift_ratio * baseline if baseline == baseline and pre == pre else False
     due = bool(periodic or drift)
-    if due and skip_when_due:
+    skipped = due and skip_when_due
+    if skipped:
         updated, info = copy.copy(model), {"work": 0.0}
     else:
         updated, info = update_model(
@@ -187,14 +191,14 @@ def refresh_model(
             "through": through.isoformat(),
             "full_fit_end": full_end,
             "new_windows": new.height,
-            "replay_windows": int(windows["replay"].sum()),
+            "replay_windows": 0 if skipped else int(windows["replay"].sum()),
             "work": info["work"],
             "seconds": time.perf_counter() - started,
             "pre_wape": pre,
             "baseline_wape": baseline,
             "needs_retrain": due,
             "reason": "drift" if drift else ("periodic" if periodic else ""),
-            "updated": not (due and skip_when_due),
+            "updated": not skipped,
             # The neural forecast-level anchor after this refresh (1: none applied).
             "level": float(getattr(updated, "level_", 1.0)),
         }

@@ -156,6 +156,11 @@ class _Arrays:
     ) -> None:
         self.y, self.so, self.known, self.static = y, so, known, static
 
+    def observed_lookback(self, s: np.ndarray, o: np.ndarray, lb: int) -> np.ndarray:
+        """Whether each window has an observed day in its lookback (its scale is a mean of
+        those; with none it is ~0.1 and the window's forecast means nothing)."""
+        return np.isfinite(self.y[s[:, None], o[:, None] + np.arange(-lb, 0)]).any(axis=1)
+
     def window(
         self, s: np.ndarray, o: np.ndarray, lb: int, *, with_target: bool
     ) -> tuple[torch.Tensor, ...]:
@@ -261,14 +266,14 @@ class NeuralForecaster(Forecaster):
             nets.append(net.eval())
         self.net_, self.extra_nets_ = nets[0], nets[1:]
         self.level_ = 1.0
-        # Where the fit left the forecast level, on windows drawn as the fit drew them.
+        # Where the fit left the forecast level, on windows drawn as the fit drew them and
+        # kept as a refresh keeps them (an observed lookback day), so the two compare.
         rng = np.random.default_rng([c.seed, 1])
         k = min(LEVEL_WINDOWS, c.samples_per_epoch)
-        self.fit_level_ = self.in_sample_level(
-            arrays,
-            rng.integers(0, arrays.y.shape[0], k),
-            rng.integers(first_origin, last_origin + 1, k),
-        )
+        s = rng.integers(0, arrays.y.shape[0], k)
+        o = rng.integers(first_origin, last_origin + 1, k)
+        ok = arrays.observed_lookback(s, o, c.lookback)
+        self.fit_level_ = self.in_sample_level(arrays, s[ok], o[ok])
 
     def forecast_windows(self, arrays: _Arrays, s: np.ndarray, o: np.ndarray) -> np.ndarray:
         """(windows, 7, 4) served outputs (mean, P10, P50, P90) at origins ``o`` of series

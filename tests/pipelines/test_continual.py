@@ -219,7 +219,12 @@ def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
     kept = refresh_model(model, daily, through=later, buffer_dir=tmp_path / "kept", seed=1)
     both_days = daily.filter(pl.col("dt").is_between(through, later)).height
     assert kept.refresh_log_[-1]["new_windows"] == both_days
-    assert load_buffer(tmp_path / "kept").last_dt_ == later
+    kept_buffer = load_buffer(tmp_path / "kept")
+    assert kept_buffer.last_dt_ == later
+    # The buffer was offered only ``later``: ``through`` is not counted twice in its strata.
+    seen_before = sum(load_buffer(tmp_path / "a").seen_.values())
+    later_windows = daily.filter(pl.col("dt") == later).height
+    assert sum(kept_buffer.seen_.values()) == seen_before + later_windows
 
     # A week after the full fit the periodic retrain is due. The daily job retrains then,
     # so it skips the update it would throw away; the buffer still takes the new days.
@@ -232,6 +237,7 @@ def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
         log = out.refresh_log_[-1]
         assert (log["needs_retrain"], log["reason"], log["updated"]) == (True, "periodic", updated)
         assert (log["work"] > 0) is updated
+        assert (log["replay_windows"] > 0) is updated  # a skipped update replayed nothing
     assert skipped is not model
     assert skipped.train_end_ == model.train_end_
     assert [b.model_to_string() for b in skipped.boosters_] == [
