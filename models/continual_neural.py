@@ -115,8 +115,9 @@ def _anchor_level(
     """Put the forecast level on the trained windows back where the full fit left it.
 
     A scratch fit sets its own: ``fit_level_`` measured, ``level_`` 1, as a full fit does.
-    A fine-tune rescales ``level_`` so its in-sample level equals ``fit_level_`` (models
-    pickled before ``fit_level_`` are left as they are). See ``in_sample_level``.
+    A fine-tune rescales ``level_`` so its in-sample level equals ``fit_level_``. Without a
+    usable level on either side (models pickled before ``fit_level_``, or windows with no
+    sales) it is left at 1 rather than guessed. See ``in_sample_level``.
     """
     pick = np.random.default_rng([seed, 2]).permutation(len(s))[:LEVEL_WINDOWS]
     if scratch:
@@ -125,7 +126,9 @@ def _anchor_level(
     elif hasattr(model, "fit_level_"):
         model.level_ = 1.0  # type: ignore[attr-defined]
         now = model.in_sample_level(arrays, s[pick], o[pick])  # type: ignore[attr-defined]
-        model.level_ = model.fit_level_ / now if now > 0 else 1.0  # type: ignore[attr-defined]
+        target = model.fit_level_  # type: ignore[attr-defined]
+        if np.isfinite(now) and np.isfinite(target) and now > 0 and target > 0:
+            model.level_ = target / now  # type: ignore[attr-defined]
 
 
 def all_nets(model: Forecaster) -> list[Any]:

@@ -305,8 +305,11 @@ class NeuralForecaster(Forecaster):
         """
         y = arrays.y[s[:, None], o[:, None] + np.arange(HORIZON)]
         seen = np.isfinite(y)
+        actual = y[seen].sum()
+        if actual <= 0:  # no observed sales to compare with: the level is unknown
+            return float("nan")
         pred = self.forecast_windows(arrays, s, o)[..., 0]
-        return float(pred[seen].sum() / max(y[seen].sum(), 1e-9))
+        return float(pred[seen].sum() / actual)
 
     def _predict_point(self, panel: pl.DataFrame) -> pl.DataFrame:
         c = self.config

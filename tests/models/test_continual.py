@@ -407,6 +407,14 @@ def test_neural_refresh_puts_the_in_sample_level_back_where_the_fit_left_it(tiny
     for col in ("yhat", "yhat_p10", "yhat_p50", "yhat_p90"):
         assert np.allclose(a[col].to_numpy(), anchored.level_ * f[col].to_numpy())
 
+    # Without a usable fit level (no sales where the fit measured it) nothing is guessed.
+    model.fit_level_ = float("nan")
+    unknown, _ = update_model(model, panel, windows, through=day, config=strong)
+    assert unknown.level_ == 1.0
+    assert np.isfinite(unknown._predict_point(cut)["yhat"].to_numpy()).all()
+    no_sales = type(arrays)(np.zeros_like(arrays.y), arrays.so, arrays.known, arrays.static)
+    assert np.isnan(anchored.in_sample_level(no_sales, s, o))
+
 
 def _cut(panel: pl.DataFrame, origin: date) -> pl.DataFrame:
     from models.forecasters.base import with_origin
