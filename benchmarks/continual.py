@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import RESULTS_DIR, format_table
-from models.continual import LGBM_REFRESH, UpdateConfig
+from models.continual import LGBM_REFRESH, NEURAL_REFRESH, UpdateConfig
 from pipelines.continual import ARMS, ContinualConfig, evaluate_continual
 from pipelines.continual_report import TARGETS, merge_runs, summary_table, write_report
 
@@ -59,6 +59,9 @@ VARIANTS = (
     ("f20", "lgbm", replace(LGBM_REFRESH, row_fraction=0.2)),
     ("f20r2", "lgbm", replace(LGBM_REFRESH, row_fraction=0.2, replay_ratio=2.0)),
     ("e1r1", "neural", UpdateConfig(epochs=1, fine_tune_lr=5e-4, replay_ratio=1.0)),
+    # Fewer replayed windows per new one (A3: 2): replay drags the forecast level down.
+    ("r1", "neural", replace(NEURAL_REFRESH, replay_ratio=1.0)),
+    ("r05", "neural", replace(NEURAL_REFRESH, replay_ratio=0.5)),
     ("e2lr1e3r4", "neural", UpdateConfig(epochs=2, fine_tune_lr=1e-3, replay_ratio=4.0)),
     (
         "sp",
@@ -135,6 +138,11 @@ def main() -> None:
         action="store_true",
         help="add the neural warm-start arms WS0, WS, WS:sp (the warm-start penalty)",
     )
+    parser.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="skip A1: extra arms to --merge with a run that has A1 on the same seeds",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "continual.json")
     parser.add_argument(
         "--merge",
@@ -146,10 +154,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.merge:
         runs = [_read_run(f) for f in args.merge]
-        # Each run's load averages, kept on the merged summary rows.
+        # Each run's load averages, kept on the merged summary rows (a run without A1 has
+        # no summary: its steps carry their own load).
         loads = [
-            [run_summary[0].get("loadavg_start"), run_summary[0].get("loadavg_end")]
-            for run_summary in ([r for r in run if r["scope"] == "summary"] for run in runs)
+            [first.get("loadavg_start"), first.get("loadavg_end")]
+            for first in (next((r for r in run if r["scope"] == "summary"), {}) for run in runs)
         ]
         try:
             merged = merge_runs(runs)
@@ -165,6 +174,7 @@ def main() -> None:
         profile=args.profile,
         target=args.target,
         warm_start=args.warm_start,
+        reference=not args.no_reference,
         variants=()
         if args.no_variants
         else tuple(
@@ -187,6 +197,9 @@ def main() -> None:
     # Other jobs share the machine: the load averages (1, 5, 15 min) around the run.
     load = {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
     rows = [{**r, **load} if r["scope"] == "summary" else r for r in rows]
+    if not any(r["scope"] == "summary" for r in rows):
+        print(f"wrote {write_report(rows, args.out)['json']}: no A1, so no summary; --merge it")
+        return
     report(
         rows,
         write_report(rows, args.out),

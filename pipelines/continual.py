@@ -91,6 +91,9 @@ class ContinualConfig:
             warm-start penalty; WS:sp against WS is what shrink-and-perturb recovers of it.
             WS0 is not A1: the full fit draws a fixed number of windows per epoch and refits
             after a calibration fit.
+        reference: run A1, the reference every ratio is taken against. Off only for a run of
+            extra arms that ``continual_report.merge_runs`` later joins to a run with A1 on
+            the same seeds (its A0 rows prove the same warm fit); such a run has no summary.
     """
 
     warm_days: int = 56
@@ -110,6 +113,7 @@ class ContinualConfig:
     # standard deviation of ~0.05 (fan-in 128-256).
     warm_start_shrink: float = 0.5
     warm_start_perturb: float = 0.01
+    reference: bool = True
 
     def __post_init__(self) -> None:
         if self.warm_days < 28 + HORIZON:
@@ -270,7 +274,8 @@ def evaluate_continual(
         first_seed: the first seed.
         series: a seeded subsample of this many series (None: all).
         models: ``"lgbm"`` and/or ``"neural"``.
-        arms: a subset of :data:`ARMS`; ``A1`` is always run (every ratio is to it).
+        arms: a subset of :data:`ARMS`; ``A1`` is always run (every ratio is to it) unless
+            ``config.reference`` is off.
         config: protocol options.
         recovery: stage-1 function for ``target="recovered"``.
         progress: optional ``callable(str)`` for one line per step.
@@ -286,7 +291,9 @@ def evaluate_continual(
     unknown = set(arms) - set(ARMS)
     if unknown:
         raise ValueError(f"unknown arms {sorted(unknown)}; choose from {ARMS}")
-    arms = tuple(a for a in ARMS if a in {*arms, "A1"})
+    arms = tuple(a for a in ARMS if a in {*arms, *(("A1",) if cfg.reference else ())})
+    if "A3w" in arms and "A1" not in arms:
+        raise ValueError("A3w takes over A1's weekly fit: it needs the reference arm A1")
     history = load_history(data_dir, series=series, hourly=cfg.target == "recovered")
     panel, spec = make_panel(history, None, target=cfg.target, recovery=recovery)
     actuals = panel.select("series_id", "dt", "sale_amount", "stock_hour6_22_cnt")

@@ -40,7 +40,7 @@ def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str
     (then the seed mean), ratios to A1, and for A3 the issue's target checks.
     """
     steps = pl.DataFrame([r for r in rows if r["scope"] == "step"], infer_schema_length=None)
-    if steps.height == 0:
+    if steps.height == 0 or "A1" not in steps["arm"]:  # no reference to compare with
         return []
     if "cpu_seconds" not in steps.columns:
         steps = steps.with_columns(pl.lit(None, pl.Float64).alias("cpu_seconds"))
@@ -105,11 +105,14 @@ def summarise(rows: list[dict[str, Any]], meta: dict[str, Any]) -> list[dict[str
 
 
 def merge_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """One report from protocol runs of different seeds (e.g. one process per seed).
+    """One report from protocol runs of different seeds or arms (e.g. one process per seed).
 
     Keeps every warm and step row and recomputes the summary over all of them. The runs
-    must share series, target, warm days, profile and each model's (step, origin) days, and
-    no seed of a model may repeat.
+    must share series, target, warm days, profile and each model's (step, origin) days. No
+    arm of a model and seed may repeat, except A0: a run without the reference (a frontier
+    run of extra arms, compared with another run's A1) repeats the seed's frozen model, and
+    its A0 scores must equal the other run's, which shows that both started from the same
+    warm fit. The repeat is kept once.
     """
     keys = ("series", "target", "warm_days", "profile")
     metas = {tuple(r[k] for k in keys) for run in runs for r in run if r["scope"] == "step"}
@@ -126,13 +129,36 @@ def merge_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         per_run.discard(frozenset())
         if len(per_run) > 1:
             raise ValueError(f"runs differ in the steps or origins of {model}")
-    seen: dict[tuple[str, int], int] = {}
+    seen: dict[tuple[str, int, str], int] = {}
+    frozen: dict[tuple[str, int, int], tuple[float, float]] = {}
+    warm: set[tuple[str, int]] = set()
+    rows = []
     for i, run in enumerate(runs):
-        for model, seed in {(r["model"], r["seed"]) for r in run if r["scope"] == "step"}:
-            if (model, seed) in seen:
-                raise ValueError(f"{model} seed {seed} is in run {seen[(model, seed)]} and {i}")
-            seen[(model, seed)] = i
-    rows = [r for run in runs for r in run if r["scope"] != "summary"]
+        for model, seed, arm in {
+            (r["model"], r["seed"], r["arm"]) for r in run if r["scope"] == "step"
+        }:
+            if arm != "A0" and (model, seed, arm) in seen:
+                j = seen[(model, seed, arm)]
+                raise ValueError(f"{model} seed {seed} arm {arm} is in run {j} and {i}")
+            seen.setdefault((model, seed, arm), i)
+        for r in run:
+            if r["scope"] == "warm":
+                if (r["model"], r["seed"]) in warm:
+                    continue
+                warm.add((r["model"], r["seed"]))
+            elif r["scope"] == "step" and r["arm"] == "A0":
+                key, score = (r["model"], r["seed"], r["step"]), (r["acc"], r["wpe"])
+                if key in frozen:
+                    if frozen[key] != score:
+                        raise ValueError(
+                            f"{r['model']} seed {r['seed']} step {r['step']}: A0 scores "
+                            f"{score} in run {i} but {frozen[key]} before: not the same warm fit"
+                        )
+                    continue
+                frozen[key] = score
+            elif r["scope"] == "summary":
+                continue
+            rows.append(r)
     return rows + summarise(rows, dict(zip(keys, metas.pop(), strict=True)))
 
 
