@@ -313,3 +313,54 @@ def test_cli_evaluate_continual_and_refresh(
     )
     assert bad.exit_code == 1
     assert "--models" in bad.output
+
+
+def test_a_run_without_the_reference_merges_onto_its_seed(
+    protocol_rows: list[dict], sim_dir: Path, tmp_path: Path
+) -> None:
+    """Extra arms run later on a seed that already has A1 are compared with that A1."""
+    from models.continual import LGBM_REFRESH
+
+    extra = evaluate_continual(
+        sim_dir,
+        warm_days=35,
+        models=("lgbm",),
+        arms=("A0",),
+        config=replace(
+            SMOKE,
+            reference=False,
+            variants=(("r05", "lgbm", replace(LGBM_REFRESH, replay_ratio=0.5)),),
+        ),
+    )
+    assert {r["arm"] for r in extra if r["scope"] == "step"} == {"A0", "A3:r05"}
+    assert not [r for r in extra if r["scope"] == "summary"]  # nothing to take ratios to
+    as_json = [
+        json.loads(write_report(run, tmp_path / f"run{i}.json")["json"].read_text())
+        for i, run in enumerate((protocol_rows, extra))
+    ]
+    merged = merge_runs(as_json)
+    summary = {r["method"]: r for r in merged if r["scope"] == "summary"}
+    a3r = [r for r in extra if r["scope"] == "step" and r["arm"] == "A3:r05"]
+    a1 = [r for r in protocol_rows if r["scope"] == "step" and r["method"] == "lgbm/A1"]
+    assert summary["lgbm/A3:r05"]["wape_ratio"] == pytest.approx(
+        sum(r["wape"] for r in a3r) / sum(r["wape"] for r in a1)
+    )
+    # The repeated frozen model is kept once, and so is its warm row.
+    steps = [r for r in merged if r["scope"] == "step" and r["method"] == "lgbm/A0"]
+    assert len(steps) == 3
+    assert len([r for r in merged if r["scope"] == "warm" and r["model"] == "lgbm"]) == 1
+    # A0 scores that differ mean another warm fit: the ratios would compare two models.
+    moved = [
+        {**r, "wpe": r["wpe"] + 0.01} if r["scope"] == "step" and r["arm"] == "A0" else r
+        for r in as_json[1]
+    ]
+    with pytest.raises(ValueError, match="not the same warm fit"):
+        merge_runs([as_json[0], moved])
+    with pytest.raises(ValueError, match="needs the reference"):
+        evaluate_continual(
+            sim_dir,
+            warm_days=35,
+            models=("lgbm",),
+            arms=("A3w",),
+            config=replace(SMOKE, reference=False),
+        )
