@@ -62,6 +62,8 @@ VARIANTS = (
     # Fewer replayed windows per new one (A3: 2): replay drags the forecast level down.
     ("r1", "neural", replace(NEURAL_REFRESH, replay_ratio=1.0)),
     ("r05", "neural", replace(NEURAL_REFRESH, replay_ratio=0.5)),
+    # Replayed windows trained toward the model's own pre-update outputs (DER), not sales.
+    ("der", "neural", replace(NEURAL_REFRESH, replay_targets="forecast")),
     ("e2lr1e3r4", "neural", UpdateConfig(epochs=2, fine_tune_lr=1e-3, replay_ratio=4.0)),
     (
         "sp",

@@ -67,6 +67,10 @@ class UpdateConfig:
             (``bin_construct_sample_cnt``): finding them on every row is a per-update cost.
         anchor_level: neural: after fine-tuning, rescale the forecast so its level on the
             refresh windows is the full fit's in-sample level (``NeuralForecaster.in_sample_level``).
+        replay_targets: neural: what a replayed window is trained toward. ``"actual"``: its
+            sales, like a new window. ``"forecast"``: each net's own output on it before the
+            update (DER, Buzzega et al. 2020), so replay holds the learned function in place
+            instead of fitting old sales again; the new windows alone carry the sales.
         seed: fine-tune shuffling and perturbation noise.
     """
 
@@ -86,6 +90,7 @@ class UpdateConfig:
     min_child_samples: int | None = None
     bin_sample_rows: int = 10_000
     anchor_level: bool = True
+    replay_targets: Literal["actual", "forecast"] = "actual"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -99,6 +104,8 @@ class UpdateConfig:
             raise ValueError("row_fraction must be in (0, 1]")
         if not 0 < self.shrink <= 1 or self.perturb < 0:
             raise ValueError("shrink must be in (0, 1] and perturb >= 0")
+        if self.replay_targets not in ("actual", "forecast"):
+            raise ValueError("replay_targets must be 'actual' or 'forecast'")
 
 
 # The product's refresh (arm A3), shared by the protocol and the refresh job. LightGBM: 10

@@ -18,7 +18,14 @@ import polars as pl
 import torch
 
 from models.forecasters.base import HORIZON, Forecaster
-from models.forecasters.neural import KNOWN, LEVEL_WINDOWS, STATIC, TiDENet, _Module
+from models.forecasters.neural import (
+    KNOWN,
+    LEVEL_WINDOWS,
+    STATIC,
+    TiDENet,
+    _Module,
+    weighted_loss,
+)
 from models.training import cpu_trainer
 
 if TYPE_CHECKING:
@@ -30,8 +37,9 @@ if TYPE_CHECKING:
 
 def _neural_window_index(
     model: Forecaster, panel: pl.DataFrame, windows: pl.DataFrame
-) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Dense arrays of the history and (series index, first-target index) per window."""
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """Dense arrays of the history, (series index, first-target index) per trainable window,
+    and whether each was replayed (the ``replay`` column; none without it)."""
     c = model.config
     hist = panel.filter(~pl.col("is_future"))
     start, end = hist["dt"].min(), hist["dt"].max()
@@ -48,7 +56,8 @@ def _neural_window_index(
     inside = (o >= 2 * c.lookback) & (o < arrays.y.shape[1])
     ok = np.zeros(len(o), dtype=bool)
     ok[inside] = arrays.observed_lookback(s[inside], o[inside], c.lookback)
-    return arrays, s[ok], o[ok]
+    replay = w["replay"].to_numpy() if "replay" in w.columns else np.zeros(len(o), dtype=bool)
+    return arrays, s[ok], o[ok], replay[ok].astype(bool)
 
 
 def update_neural(
@@ -62,7 +71,8 @@ def update_neural(
 ) -> dict[str, Any]:
     c = model.config
     torch.set_num_threads(c.num_threads)
-    arrays, s, o = _neural_window_index(model, panel, windows)
+    arrays, s, o, replay = _neural_window_index(model, panel, windows)
+    distil = cfg.replay_targets == "forecast" and not scratch and bool(replay.any())
     if len(s) == 0:  # nothing trainable (e.g. only windows without a full lookback)
         return {
             "work": 0.0,
@@ -77,10 +87,13 @@ def update_neural(
     # the other; the probes score the served average throughout.
     for i, old in enumerate(nets):
         torch.manual_seed(cfg.seed + i)
+        soft = None
         if scratch:
             net = TiDENet(c, len(KNOWN) + 7, [len(model.vocab_[k]) for k in STATIC])  # type: ignore[attr-defined]
         else:
             net = old
+            # The soft targets are this net's outputs before it changes (raw, scaled units).
+            soft = _net_outputs(net, arrays, s, o, c.lookback) if distil else None
             if cfg.shrink < 1 or cfg.perturb > 0:
                 with torch.no_grad():
                     for p in net.parameters():
@@ -88,11 +101,18 @@ def update_neural(
         nets[i] = net
         _set_nets(model, nets)
         net.train()
-        batches = _WindowBatches(arrays, s, o, c.lookback, cfg.batch_size, cfg.seed + i)
+        # Fine-tune with the loss the model was trained with (old pickles predate it).
+        point_loss = getattr(c, "point_loss", "mse")
+        if scratch or soft is None:
+            batches = _WindowBatches(arrays, s, o, c.lookback, cfg.batch_size, cfg.seed + i)
+            module: L.LightningModule = _Module(net, cfg.fine_tune_lr, point_loss)
+        else:
+            batches = _WindowBatches(
+                arrays, s, o, c.lookback, cfg.batch_size, cfg.seed + i, soft=(soft, replay)
+            )
+            module = _DistilledReplay(net, cfg.fine_tune_lr, point_loss)
         cpu_trainer(max_epochs=cfg.epochs, callbacks=callbacks).fit(
-            # Fine-tune with the loss the model was trained with (old pickles predate it).
-            _Module(net, cfg.fine_tune_lr, getattr(c, "point_loss", "mse")),
-            torch.utils.data.DataLoader(batches, batch_size=None),
+            module, torch.utils.data.DataLoader(batches, batch_size=None)
         )
         net.eval()
     if scratch or cfg.anchor_level:
@@ -141,10 +161,19 @@ def _set_nets(model: Forecaster, nets: list[Any]) -> None:
 
 
 class _WindowBatches(torch.utils.data.IterableDataset):
-    """Every refresh window once per epoch, shuffled with a per-epoch seed."""
+    """Every refresh window once per epoch, shuffled with a per-epoch seed; with ``soft``
+    (outputs (windows, 7, 4), replayed flags), each batch also carries its rows of both."""
 
     def __init__(
-        self, arrays: Any, s: np.ndarray, o: np.ndarray, lookback: int, batch: int, seed: int
+        self,
+        arrays: Any,
+        s: np.ndarray,
+        o: np.ndarray,
+        lookback: int,
+        batch: int,
+        seed: int,
+        *,
+        soft: tuple[torch.Tensor, np.ndarray] | None = None,
     ) -> None:
         self.arrays, self.s, self.o, self.lb, self.batch, self.seed = (
             arrays,
@@ -154,6 +183,7 @@ class _WindowBatches(torch.utils.data.IterableDataset):
             batch,
             seed,
         )
+        self.soft = soft
 
     def __iter__(self) -> Any:
         rng = np.random.default_rng(self.seed)
@@ -161,7 +191,43 @@ class _WindowBatches(torch.utils.data.IterableDataset):
         perm = rng.permutation(len(self.s))
         for b0 in range(0, len(perm), self.batch):
             idx = perm[b0 : b0 + self.batch]
-            yield self.arrays.window(self.s[idx], self.o[idx], self.lb, with_target=True)
+            window = self.arrays.window(self.s[idx], self.o[idx], self.lb, with_target=True)
+            if self.soft is None:
+                yield window
+            else:
+                outputs, replayed = self.soft
+                yield (*window, outputs[idx], torch.as_tensor(replayed[idx]))
+
+
+def _net_outputs(
+    net: TiDENet, arrays: Any, s: np.ndarray, o: np.ndarray, lookback: int
+) -> torch.Tensor:
+    """One net's raw outputs (windows, 7, 4) in scaled units, in eval mode."""
+    net.eval()
+    outs = []
+    with torch.no_grad():
+        for b0 in range(0, len(s), 8192):
+            y, so, known, static, _ = arrays.window(
+                s[b0 : b0 + 8192], o[b0 : b0 + 8192], lookback, with_target=False
+            )
+            outs.append(net(y, so, known, static))
+    return torch.cat(outs)
+
+
+class _DistilledReplay(_Module):
+    """Fine-tuning loss of ``replay_targets="forecast"``: a new window is trained toward
+    its sales as in the fit, a replayed one toward the net's pre-update outputs (L1 on
+    every head; it is 0 with no gradient pull until the net drifts from them)."""
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
+        y, so, known, static, target, scale, soft, replayed = batch
+        out = self.net(y, so, known, static)
+        w = scale / scale.mean()
+        new = weighted_loss(out, target, w * ~replayed, self.point_loss)
+        held = ((out - soft).abs().sum(dim=2) * (w * replayed)[:, None]).mean()
+        loss = new + held
+        self.log("train/loss", loss, prog_bar=False)
+        return loss
 
 
 class _ProbeCallback(L.Callback):

@@ -106,6 +106,21 @@ class TiDENet(nn.Module):
         return out + self.skip(y).reshape(b, self.h, 4)
 
 
+def weighted_loss(
+    out: torch.Tensor, target: torch.Tensor, w: torch.Tensor, point_loss: str
+) -> torch.Tensor:
+    """The point head's MAE or MSE plus each quantile head's pinball loss, each a mean over
+    windows and horizon with window weights ``w`` (scaled units)."""
+    err = out[..., 0] - target
+    point = err.abs() if point_loss == "mae" else err**2
+    mse = (point * w[:, None]).mean()
+    pin = torch.zeros(())
+    for i, q in enumerate(QS):
+        d = target - out[..., i + 1]
+        pin = pin + (torch.maximum(q * d, (q - 1) * d) * w[:, None]).mean()
+    return mse + pin
+
+
 class _Module(L.LightningModule):
     def __init__(self, net: TiDENet, lr: float, point_loss: str) -> None:
         super().__init__()
@@ -115,14 +130,7 @@ class _Module(L.LightningModule):
         y, so, known, static, target, scale = batch
         out = self.net(y, so, known, static)
         w = scale / scale.mean()  # volume weighting, like the metric's Σ|ŷ-y|
-        err = out[..., 0] - target
-        point = err.abs() if self.point_loss == "mae" else err**2
-        mse = (point * w[:, None]).mean()
-        pin = torch.zeros(())
-        for i, q in enumerate(QS):
-            d = target - out[..., i + 1]
-            pin = pin + (torch.maximum(q * d, (q - 1) * d) * w[:, None]).mean()
-        loss = mse + pin
+        loss = weighted_loss(out, target, w, self.point_loss)
         self.log("train/loss", loss, prog_bar=False)
         return loss
 

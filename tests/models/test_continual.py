@@ -392,7 +392,7 @@ def test_neural_refresh_puts_the_in_sample_level_back_where_the_fit_left_it(tiny
         days=pl.col("dt").is_between(t - timedelta(days=6), day),
         group_column="management_group_id",
     )
-    arrays, s, o = _neural_window_index(model, panel.filter(pl.col("dt") <= day), windows)
+    arrays, s, o, _ = _neural_window_index(model, panel.filter(pl.col("dt") <= day), windows)
     strong = UpdateConfig(epochs=3, fine_tune_lr=5e-3)  # enough to move the level
     free, _ = update_model(
         model, panel, windows, through=day, config=replace(strong, anchor_level=False)
@@ -420,3 +420,44 @@ def _cut(panel: pl.DataFrame, origin: date) -> pl.DataFrame:
     from models.forecasters.base import with_origin
 
     return with_origin(panel, origin)
+
+
+def test_distilled_replay_holds_the_replayed_windows_where_the_model_had_them(
+    tiny: tuple,
+) -> None:
+    """replay_targets="forecast": replayed windows are trained toward the model's own
+    pre-update outputs, so they stay close to them; trained toward their sales they move."""
+    from models.continual_neural import _neural_window_index
+
+    panel, _, t = tiny
+    model = _fit("neural", tiny)
+    day = t + timedelta(days=1)
+    keys = window_keys(
+        panel,
+        days=pl.col("dt").is_between(t - timedelta(days=6), day),
+        group_column="management_group_id",
+    )
+    # The new day's windows are new; the week before it, which the fit saw, is replayed.
+    windows = keys.with_columns((pl.col("dt") <= t).alias("replay"))
+    arrays, s, o, replayed = _neural_window_index(model, panel.filter(pl.col("dt") <= day), windows)
+    assert 0 < replayed.sum() < len(replayed)
+    strong = UpdateConfig(epochs=3, fine_tune_lr=5e-3, anchor_level=False)
+
+    def moved(cfg: UpdateConfig) -> tuple[float, float]:
+        out, _ = update_model(model, panel, windows, through=day, config=cfg)
+        before, after = model.forecast_windows(arrays, s, o), out.forecast_windows(arrays, s, o)
+        change = np.abs(after - before).mean(axis=(1, 2)) / (np.abs(before).mean() + 1e-9)
+        return float(change[replayed].mean()), float(change[~replayed].mean())
+
+    fit_replay, _ = moved(strong)
+    held_replay, held_new = moved(replace(strong, replay_targets="forecast"))
+    assert held_replay < 0.5 * fit_replay
+    # The new windows still learn their sales: they move more than the held replay.
+    assert held_new > held_replay
+    # Without replayed windows there is nothing to hold: the same update either way.
+    fresh = windows.filter(~pl.col("replay"))
+    a, _ = update_model(model, panel, fresh, through=day, config=strong)
+    b, _ = update_model(
+        model, panel, fresh, through=day, config=replace(strong, replay_targets="forecast")
+    )
+    assert np.array_equal(a.forecast_windows(arrays, s, o), b.forecast_windows(arrays, s, o))
