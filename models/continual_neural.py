@@ -92,8 +92,11 @@ def update_neural(
             net = TiDENet(c, len(KNOWN) + 7, [len(model.vocab_[k]) for k in STATIC])  # type: ignore[attr-defined]
         else:
             net = old
-            # The soft targets are this net's outputs before it changes (raw, scaled units).
-            soft = _net_outputs(net, arrays, s, o, c.lookback) if distil else None
+            # The soft targets are this net's outputs before it changes (raw, scaled units);
+            # new windows have none (their rows stay 0 and are not read).
+            if distil:
+                soft = torch.zeros((len(s), HORIZON, 4))
+                soft[replay] = _net_outputs(net, arrays, s[replay], o[replay], c.lookback)
             if cfg.shrink < 1 or cfg.perturb > 0:
                 with torch.no_grad():
                     for p in net.parameters():
