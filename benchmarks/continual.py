@@ -59,11 +59,11 @@ VARIANTS = (
     ("f20", "lgbm", replace(LGBM_REFRESH, row_fraction=0.2)),
     ("f20r2", "lgbm", replace(LGBM_REFRESH, row_fraction=0.2, replay_ratio=2.0)),
     ("e1r1", "neural", UpdateConfig(epochs=1, fine_tune_lr=5e-4, replay_ratio=1.0)),
-    # Fewer replayed windows per new one (A3: 2): replay drags the forecast level down.
-    ("r1", "neural", replace(NEURAL_REFRESH, replay_ratio=1.0)),
-    ("r05", "neural", replace(NEURAL_REFRESH, replay_ratio=0.5)),
-    # Replayed windows trained toward the model's own pre-update outputs (DER), not sales.
-    ("der", "neural", replace(NEURAL_REFRESH, replay_targets="forecast")),
+    # Replayed windows trained toward their sales (A3 trains them toward its own
+    # pre-update forecasts, DER), with 2 (the previous default), 1 or 0.5 per new one.
+    ("sales", "neural", replace(NEURAL_REFRESH, replay_targets="actual")),
+    ("r1", "neural", replace(NEURAL_REFRESH, replay_ratio=1.0, replay_targets="actual")),
+    ("r05", "neural", replace(NEURAL_REFRESH, replay_ratio=0.5, replay_targets="actual")),
     ("e2lr1e3r4", "neural", UpdateConfig(epochs=2, fine_tune_lr=1e-3, replay_ratio=4.0)),
     (
         "sp",
