@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -248,6 +249,8 @@ def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
 
 
 def test_neural_refresh_anchors_and_logs_its_forecast_level(sim_dir: Path, tmp_path: Path) -> None:
+    from models.continual import NEURAL_REFRESH
+    from models.continual_neural import all_nets
     from pipelines.forecast import fit_model, make_panel
     from pipelines.refresh import refresh_model
 
@@ -260,6 +263,15 @@ def test_neural_refresh_anchors_and_logs_its_forecast_level(sim_dir: Path, tmp_p
     assert log["updated"]
     assert log["level"] == out.level_ != 1.0
     assert model.level_ == 1.0  # the champion itself is untouched
+    # The next day replays from the buffer, toward the model's own forecasts (the default),
+    # and trains on replayed windows besides the new ones.
+    assert NEURAL_REFRESH.replay_targets == "forecast"
+    again = refresh_model(out, daily, through=t + timedelta(days=2), buffer_dir=tmp_path, seed=1)
+    log = again.refresh_log_[-1]
+    assert log["updated"]
+    assert log["work"] > log["new_windows"] * NEURAL_REFRESH.epochs * len(all_nets(again))
+    assert np.isfinite(again.level_)
+    assert again.level_ > 0
 
 
 def test_cli_evaluate_continual_and_refresh(
