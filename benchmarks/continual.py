@@ -127,7 +127,10 @@ def main() -> None:
     parser.add_argument("--warm-days", type=int, default=56)
     parser.add_argument("--models", default="lgbm,neural")
     parser.add_argument(
-        "--arms", default=",".join(ARMS), help="a subset of the arms (A1 always runs)"
+        "--arms",
+        default=None,
+        help="a subset of the arms (default: all; A0 only with --no-reference); A1 always "
+        "runs unless --no-reference",
     )
     parser.add_argument("--profile", default="bench", choices=["bench", "default", "smoke"])
     parser.add_argument("--target", default="censored", choices=["censored", "recovered"])
@@ -157,7 +160,7 @@ def main() -> None:
     if args.merge:
         runs = [_read_run(f) for f in args.merge]
         # Each run's load averages, kept on the merged summary rows (a run without A1 has
-        # no summary: its steps carry their own load).
+        # no summary: only each step's own 1-minute load is kept).
         loads = [
             [first.get("loadavg_start"), first.get("loadavg_end")]
             for first in (next((r for r in run if r["scope"] == "summary"), {}) for run in runs)
@@ -192,16 +195,15 @@ def main() -> None:
         first_seed=args.first_seed,
         series=args.series or None,
         models=tuple(args.models.split(",")),
-        arms=tuple(args.arms.split(",")),
+        # A run without A1 adds extra arms to seeds another run has: by default only A0,
+        # which the merge needs to prove the same warm fit.
+        arms=tuple(args.arms.split(",") if args.arms else (("A0",) if args.no_reference else ARMS)),
         config=config,
         progress=lambda s: print(s, flush=True),
     )
     # Other jobs share the machine: the load averages (1, 5, 15 min) around the run.
     load = {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
     rows = [{**r, **load} if r["scope"] == "summary" else r for r in rows]
-    if not any(r["scope"] == "summary" for r in rows):
-        print(f"wrote {write_report(rows, args.out)['json']}: no A1, so no summary; --merge it")
-        return
     report(
         rows,
         write_report(rows, args.out),
@@ -232,6 +234,9 @@ def _read_run(path: Path) -> list[dict[str, Any]]:
 def report(rows: list[dict[str, Any]], paths: dict[str, Path], how: str) -> None:
     """Print the summary table, the frontier and the target checks of a written report."""
     summary = [r for r in rows if r["scope"] == "summary"]
+    if not summary:
+        print(f"wrote {paths['json']}: no run has A1, so no summary; merge a run that has it")
+        return
     first = summary[0]
     print(
         f"\ncontinual refresh: {first['series']:,} series, {first['steps']} steps, "

@@ -68,9 +68,12 @@ class UpdateConfig:
         anchor_level: neural: after fine-tuning, rescale the forecast so its level on the
             refresh windows is the full fit's in-sample level (``NeuralForecaster.in_sample_level``).
         replay_targets: neural: what a replayed window is trained toward. ``"actual"``: its
-            sales, like a new window. ``"forecast"``: each net's own output on it before the
-            update (DER, Buzzega et al. 2020), so replay holds the learned function in place
-            instead of fitting old sales again; the new windows alone carry the sales.
+            sales, like a new window. ``"forecast"``: each net's own output on it just before
+            this update, so replay holds the learned function in place instead of fitting
+            old sales again; the new windows alone carry the sales. The soft targets are
+            DER's (Buzzega et al. 2020), but taken from the current net at each update, not
+            stored when the window entered the buffer: distilling the previous model on the
+            replayed inputs, as LwF does (Li & Hoiem 2017).
         seed: fine-tune shuffling and perturbation noise.
     """
 
@@ -125,7 +128,7 @@ LGBM_REFRESH = UpdateConfig(
     probe_every=5,
 )
 # Neural: 2 epochs at 5e-4 on two replayed windows per new one. The replayed windows are
-# trained toward the nets' own pre-update outputs (DER), not their sales: on all 50k real
+# trained toward the nets' own pre-update outputs (see replay_targets), not their sales: on all 50k real
 # series (3 seeds x 3 steps) that scored better than sales targets on every seed, in
 # accuracy (acc +0.14 points) and in bias (wpe -0.064 against -0.075; A1 -0.047), with less
 # than half the forgetting, at the same step count (wall 0.094x A1 against 0.091x). Refitting

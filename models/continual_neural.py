@@ -220,7 +220,8 @@ def _net_outputs(
 class _DistilledReplay(_Module):
     """Fine-tuning loss of ``replay_targets="forecast"``: a new window is trained toward
     its sales as in the fit, a replayed one toward the net's pre-update outputs (L1 on
-    every head; it is 0 with no gradient pull until the net drifts from them)."""
+    every head). Those were taken in eval mode, so from the first step the replayed rows
+    also pull the net back against its own dropout noise."""
 
     def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
         y, so, known, static, target, scale, soft, replayed = batch

@@ -129,42 +129,78 @@ def merge_runs(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
         per_run.discard(frozenset())
         if len(per_run) > 1:
             raise ValueError(f"runs differ in the steps or origins of {model}")
-    seen: dict[tuple[str, int, str], int] = {}
-    frozen: dict[tuple[str, int, int], tuple[float, float]] = {}
-    warm: set[tuple[str, int]] = set()
+    steps = [[r for r in run if r["scope"] == "step"] for run in runs]
+    holders: dict[tuple[str, int], list[int]] = {}
+    for i, run_steps in enumerate(steps):
+        for model, seed in {(r["model"], r["seed"]) for r in run_steps}:
+            holders.setdefault((model, seed), []).append(i)
+    for (model, seed), idx in holders.items():
+        arms: dict[str, int] = {}
+        for i in idx:
+            for arm in {r["arm"] for r in steps[i] if (r["model"], r["seed"]) == (model, seed)}:
+                if arm != "A0" and arm in arms:
+                    raise ValueError(f"{model} seed {seed} arm {arm} is in run {arms[arm]} and {i}")
+                arms.setdefault(arm, i)
+        if len(idx) > 1:
+            _check_same_warm_fit(model, seed, [(i, steps[i]) for i in idx])
+    if any(r["arm"] == "A1" for run_steps in steps for r in run_steps):
+        # Every arm's ratios are to A1 of its own seed: a seed without one has nothing to
+        # compare with (a mean over seeds would silently divide by other seeds' A1).
+        has_a1 = {(r["model"], r["seed"]) for run in steps for r in run if r["arm"] == "A1"}
+        missing = sorted(set(holders) - has_a1)
+        if missing:
+            raise ValueError(f"no run has A1 for {', '.join(f'{m} seed {s}' for m, s in missing)}")
     rows = []
-    for i, run in enumerate(runs):
-        for model, seed, arm in {
-            (r["model"], r["seed"], r["arm"]) for r in run if r["scope"] == "step"
-        }:
-            if arm != "A0" and (model, seed, arm) in seen:
-                j = seen[(model, seed, arm)]
-                raise ValueError(f"{model} seed {seed} arm {arm} is in run {j} and {i}")
-            seen.setdefault((model, seed, arm), i)
-        for r in run:
-            if r["scope"] == "warm":
-                if (r["model"], r["seed"]) in warm:
-                    continue
-                warm.add((r["model"], r["seed"]))
-            elif r["scope"] == "step" and r["arm"] == "A0":
-                key, score = (r["model"], r["seed"], r["step"]), (r["acc"], r["wpe"])
-                if key in frozen:
-                    # Equal up to the last bits a parallel sum may reorder; another warm fit
-                    # moves them in the third decimal.
-                    if not all(
-                        math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
-                        for a, b in zip(score, frozen[key], strict=True)
-                    ):
-                        raise ValueError(
-                            f"{r['model']} seed {r['seed']} step {r['step']}: A0 scores "
-                            f"{score} in run {i} but {frozen[key]} before: not the same warm fit"
-                        )
-                    continue
-                frozen[key] = score
-            elif r["scope"] == "summary":
-                continue
-            rows.append(r)
+    for (model, seed), idx in holders.items():
+        first = idx[0]
+        for i in idx:
+            rows += [
+                r
+                for r in runs[i]
+                if (r.get("model"), r.get("seed")) == (model, seed)
+                and (
+                    (r["scope"] == "step" and (r["arm"] != "A0" or i == first))
+                    or (r["scope"] == "warm" and i == first)
+                )
+            ]
     return rows + summarise(rows, dict(zip(keys, metas.pop(), strict=True)))
+
+
+def _check_same_warm_fit(
+    model: str, seed: int, runs: list[tuple[int, list[dict[str, Any]]]]
+) -> None:
+    """Runs that share a model's seed must hold its frozen arm A0 on every step, with equal
+    scores: the proof that their arms started from the same warm fit."""
+    scores = {}
+    for i, run_steps in runs:
+        a0 = {
+            r["step"]: tuple(r[k] for k in ("acc", "wpe", "wape"))
+            for r in run_steps
+            if (r["model"], r["seed"], r["arm"]) == (model, seed, "A0")
+        }
+        every = {r["step"] for r in run_steps if (r["model"], r["seed"]) == (model, seed)}
+        if set(a0) != every:
+            raise ValueError(
+                f"{model} seed {seed} is in several runs, but run {i} lacks A0 on some steps: "
+                "nothing shows they share a warm fit"
+            )
+        scores[i] = a0
+    (i0, base), *others = scores.items()
+    for i, a0 in others:
+        for step, score in a0.items():
+            # Equal up to the last bits a parallel sum may reorder; another warm fit moves
+            # them in the third decimal.
+            if not all(_same(a, b) for a, b in zip(score, base[step], strict=True)):
+                raise ValueError(
+                    f"{model} seed {seed} step {step}: A0 scores {score} in run {i} but "
+                    f"{base[step]} in run {i0}: not the same warm fit"
+                )
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None or math.isnan(a) or math.isnan(b):
+        return (a is None or math.isnan(a)) and (b is None or math.isnan(b))
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def _add_target_checks(summary: list[dict[str, Any]]) -> None:

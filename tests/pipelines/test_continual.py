@@ -7,6 +7,7 @@ import shutil
 from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -248,7 +249,10 @@ def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
     assert load_buffer(tmp_path / "c").last_dt_ == week == load_buffer(tmp_path / "d").last_dt_
 
 
-def test_neural_refresh_anchors_and_logs_its_forecast_level(sim_dir: Path, tmp_path: Path) -> None:
+def test_neural_refresh_anchors_and_logs_its_forecast_level(
+    sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from models import continual_neural
     from models.continual import NEURAL_REFRESH
     from models.continual_neural import all_nets
     from pipelines.forecast import fit_model, make_panel
@@ -266,10 +270,19 @@ def test_neural_refresh_anchors_and_logs_its_forecast_level(sim_dir: Path, tmp_p
     # The next day replays from the buffer, toward the model's own forecasts (the default),
     # and trains on replayed windows besides the new ones.
     assert NEURAL_REFRESH.replay_targets == "forecast"
+    held: list[int] = []
+    step = continual_neural._DistilledReplay.training_step
+
+    def counted(self: Any, batch: tuple, i: int) -> Any:
+        held.append(int(batch[-1].sum()))  # replayed rows in the batch
+        return step(self, batch, i)
+
+    monkeypatch.setattr(continual_neural._DistilledReplay, "training_step", counted)
     again = refresh_model(out, daily, through=t + timedelta(days=2), buffer_dir=tmp_path, seed=1)
     log = again.refresh_log_[-1]
     assert log["updated"]
     assert log["work"] > log["new_windows"] * NEURAL_REFRESH.epochs * len(all_nets(again))
+    assert sum(held) > 0  # the job's update trained replayed windows toward soft targets
     assert np.isfinite(again.level_)
     assert again.level_ > 0
 
@@ -368,6 +381,13 @@ def test_a_run_without_the_reference_merges_onto_its_seed(
     ]
     with pytest.raises(ValueError, match="not the same warm fit"):
         merge_runs([as_json[0], moved])
+    # Without A0 nothing shows the same warm fit; without A1 on its seed nothing to compare.
+    no_a0 = [r for r in as_json[1] if r.get("arm") != "A0"]
+    with pytest.raises(ValueError, match="lacks A0"):
+        merge_runs([as_json[0], no_a0])
+    other_seed = [{**r, "seed": 7} if "seed" in r else r for r in as_json[1]]
+    with pytest.raises(ValueError, match="no run has A1 for lgbm seed 7"):
+        merge_runs([as_json[0], other_seed])
     with pytest.raises(ValueError, match="needs the reference"):
         evaluate_continual(
             sim_dir,
