@@ -33,6 +33,7 @@ from benchmarks._common import RESULTS_DIR, format_table
 from models.continual import LGBM_REFRESH, NEURAL_REFRESH, UpdateConfig
 from pipelines.continual import ARMS, ContinualConfig, evaluate_continual
 from pipelines.continual_report import TARGETS, merge_runs, summary_table, write_report
+from pipelines.errors import FreshcastError
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frn50k"
 
@@ -188,19 +189,27 @@ def main() -> None:
     )
     started = time.perf_counter()
     load_start = os.getloadavg()
-    rows = evaluate_continual(
-        args.data,
-        warm_days=args.warm_days,
-        seeds=args.seeds,
-        first_seed=args.first_seed,
-        series=args.series or None,
-        models=tuple(args.models.split(",")),
-        # A run without A1 adds extra arms to seeds another run has: by default only A0,
-        # which the merge needs to prove the same warm fit.
-        arms=tuple(args.arms.split(",") if args.arms else (("A0",) if args.no_reference else ARMS)),
-        config=config,
-        progress=lambda s: print(s, flush=True),
-    )
+    # A run without A1 adds extra arms to seeds another run has: by default only A0, which
+    # the merge needs to prove the same warm fit.
+    arms = tuple(args.arms.split(",") if args.arms else (("A0",) if args.no_reference else ARMS))
+    if unknown := sorted(set(arms) - set(ARMS)):
+        _fail(f"--arms: unknown {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+    if args.no_reference and "A3w" in arms:
+        _fail("--arms A3w takes over A1's weekly fit, so it cannot run with --no-reference")
+    try:
+        rows = evaluate_continual(
+            args.data,
+            warm_days=args.warm_days,
+            seeds=args.seeds,
+            first_seed=args.first_seed,
+            series=args.series or None,
+            models=tuple(args.models.split(",")),
+            arms=arms,
+            config=config,
+            progress=lambda s: print(s, flush=True),
+        )
+    except FreshcastError as exc:  # bad data: the message names the file (and column, row)
+        _fail(str(exc))
     # Other jobs share the machine: the load averages (1, 5, 15 min) around the run.
     load = {"loadavg_start": list(load_start), "loadavg_end": list(os.getloadavg())}
     rows = [{**r, **load} if r["scope"] == "summary" else r for r in rows]
