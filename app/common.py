@@ -15,7 +15,8 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from pipelines import aggregates, app_data
+from pipelines.serving import aggregates
+from pipelines.serving import queries as app_data
 from pipelines.settings import Settings, load_settings
 
 RUN_HINT = (
@@ -72,7 +73,7 @@ def has_data(s: Settings) -> bool:
 def _history(db: str, stamp: float) -> pl.DataFrame:
     from pathlib import Path
 
-    from pipelines import history
+    from pipelines.jobs import history
 
     return history.read_history(Path(db), limit=500)
 
@@ -87,7 +88,7 @@ def registry_client(tracking_uri: str) -> Any:
     """The MLflow client for the project's registry, created once per tracking URI."""
     from mlflow import MlflowClient
 
-    from models import registry
+    from pipelines.serving import registry
 
     registry.configure(tracking_uri)
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)

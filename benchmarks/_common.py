@@ -126,7 +126,7 @@ def _numeric(text: str) -> bool:
 
 def emit(rows: list[dict[str, Any]], name: str, *, results_dir: Path | None = None) -> Path:
     """Print the rows as a table and write them to ``<results_dir>/<name>.json`` atomically."""
-    from pipelines.io import write_json
+    from pipelines.data.io import write_json
 
     print(format_table(rows))
     path = (results_dir or RESULTS_DIR) / f"{name}.json"

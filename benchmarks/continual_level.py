@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import polars as pl
 
 from benchmarks._common import emit
-from models.continual import NEURAL_REFRESH, update_model
+from models.continual.strategies import NEURAL_REFRESH, update_model
 from models.forecasters.base import with_origin
-from models.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
-from pipelines.continual import load_history, model_config, score_origin
-from pipelines.forecast import fit_model, make_panel
+from models.continual.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
+from research.continual.protocol import load_history, model_config, score_origin
+from pipelines.training.fit import fit_model, make_panel
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frn50k"
 GROUP = "management_group_id"

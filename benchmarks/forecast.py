@@ -27,8 +27,8 @@ from benchmarks._common import RESULTS_DIR, emit, measure, peak_rss_mb  # noqa: 
 from models.forecasters import Forecaster, default_config  # noqa: E402
 from models.forecasters.ensemble import EnsembleForecaster  # noqa: E402
 from models.metrics import score_forecast  # noqa: E402
-from pipelines.forecast import fit_model, forecast_days, make_panel, sample_series  # noqa: E402
-from pipelines.io import scan_split, write_json, write_parquet  # noqa: E402
+from pipelines.training.fit import fit_model, forecast_days, make_panel, sample_series  # noqa: E402
+from pipelines.data.io import scan_split, write_json, write_parquet  # noqa: E402
 
 CUT = date(2024, 6, 18)  # day 83 of the 90-day train split
 MODELS = ("lgbm", "neural", "ensemble", "ssa", "seasonal_naive", "moving_average")
@@ -134,7 +134,7 @@ def main() -> None:
 
     recovered: pl.DataFrame | None = None
     if "recovered" in args.targets:
-        from pipelines.recover import recover_demand
+        from pipelines.recovery.recover import recover_demand
 
         from_cache = args.recovered_cache is not None and args.recovered_cache.is_file()
         with measure() as m_rec:

@@ -36,8 +36,8 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frn50k
 def speed_one(data: Path, method: str) -> dict:
     """Recover the full train split with ``method``; one row of timings (this process)."""
     from models.recovery import make_recoverer
-    from pipelines.io import scan_split, write_parquet
-    from pipelines.recover import day_block_from_daily, prepare_daily, recovered_frame
+    from pipelines.data.io import scan_split, write_parquet
+    from pipelines.recovery.recover import day_block_from_daily, prepare_daily, recovered_frame
 
     with measure() as total:
         with measure() as read:
@@ -70,7 +70,7 @@ def speed_one(data: Path, method: str) -> dict:
 
 
 def accuracy(data: Path, series: int | None, rates: tuple[float, ...], seed: int) -> list[dict]:
-    from pipelines.evaluate_recovery import ALL_METHODS, evaluate_recovery
+    from pipelines.evaluation.recovery import ALL_METHODS, evaluate_recovery
 
     rows = evaluate_recovery(data, methods=ALL_METHODS, rates=rates, series=series, seed=seed)
     # The ablation: lgbm also trained on rows from real sell-out days (busy days).

@@ -6,7 +6,7 @@
 Needs the ``bench`` extra (``make bench`` builds ``.venv-bench`` with it); without pypots
 the script says so and exits 0.
 
-**Protocol.** The masking protocol of :mod:`pipelines.evaluate_recovery` on a
+**Protocol.** The masking protocol of :mod:`pipelines.evaluation.recovery` on a
 ``--series`` random subsample (``subsample_series``, fixed ``--seed``): on days with no
 real business-hour stockout, hours are hidden the way stockouts hide them (tails, heads,
 1-3 day blocks) at ``--rate``, with the published uniform masks and, unless
@@ -30,7 +30,7 @@ imputes the same windows. Night hours are not in its input, so night hours a mas
 stay at their observed (zero) value for SAITS. Model: 2 layers, d_model 64, 4 heads,
 d_ffn 128, dropout 0.1, batch 64, Adam (pypots' default lr).
 
-**Scores.** ``score_hidden`` of :mod:`pipelines.evaluate_recovery`, on the synthetic-masked
+**Scores.** ``score_hidden`` of :mod:`pipelines.evaluation.recovery`, on the synthetic-masked
 **business** hours (the hours all four methods impute): daily ``wape``/``wpe`` (hidden
 hours' error summed per day, over the day's true total), ``hidden_wape`` and
 ``hourly_wape``. ``wape_24h``/``wpe_24h`` score all 24 hidden hours (night included), the
@@ -68,15 +68,15 @@ from benchmarks._common import Measurement, emit, measure  # noqa: E402
 from models.recovery import DEFAULT_METHOD, DayBlock, enforce_invariants  # noqa: E402
 from models.recovery.base import BUSINESS, N_BUSINESS  # noqa: E402
 from models.recovery.masks import MaskSpec, hidden_rate, sample_mask  # noqa: E402
-from pipelines.evaluate_recovery import (  # noqa: E402
+from pipelines.evaluation.recovery import (  # noqa: E402
     FLOOR,
     MASK_VARIANTS,
     recover_with,
     score_hidden,
     subsample_series,
 )
-from pipelines.io import scan_split  # noqa: E402
-from pipelines.recover import day_block_from_daily, prepare_daily  # noqa: E402
+from pipelines.data.io import scan_split  # noqa: E402
+from pipelines.recovery.recover import day_block_from_daily, prepare_daily  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "frn50k"
 NAME = "recovery_pypots"

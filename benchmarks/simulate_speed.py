@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import emit, measure
 
-from pipelines.simulate import SimulationConfig, simulate, write_simulation
+from pipelines.data.simulate import SimulationConfig, simulate, write_simulation
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

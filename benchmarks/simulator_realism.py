@@ -22,9 +22,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import polars as pl
 from _common import emit
 
-from pipelines.io import require_split, scan_raw
-from pipelines.simulate import SimulationConfig, simulate
-from pipelines.simulate_profiles import realism_metrics
+from pipelines.data.io import require_split, scan_raw
+from pipelines.data.simulate import SimulationConfig, simulate
+from pipelines.data.simulate_world import realism_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_REAL = REPO.parent / "shared" / "data" / "frn50k"

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit, measure
 
-from pipelines.validate import validate_dataset
+from pipelines.data.validate import validate_dataset
 
 
 def main() -> None:

@@ -82,7 +82,7 @@ def simulate(
     ] = 0,
 ) -> None:
     """Write a simulated dataset in the hub schema, with the true latent demand beside it."""
-    from pipelines.simulate import SimulationConfig, write_simulation
+    from pipelines.data.simulate import SimulationConfig, write_simulation
 
     paths = write_simulation(
         SimulationConfig(series=series, days=days, eval_days=eval_days, seed=seed), out
@@ -99,7 +99,7 @@ def validate(
     strict: Annotated[bool, typer.Option(help="Row-level invariant breaks also fail.")] = False,
 ) -> None:
     """Check a dataset against the data contract. Exit 0 when valid, 2 otherwise."""
-    from pipelines.validate import render_report, validate_dataset
+    from pipelines.data.validate import render_report, validate_dataset
 
     report = validate_dataset(data, strict=strict)
     if as_json:
@@ -119,7 +119,7 @@ def pull(
     ] = "Dingdong-Inc/FreshRetailNet-50K",
 ) -> None:
     """Download the dataset's parquet files from its hub page (needs the internet)."""
-    from pipelines.pull import pull_dataset
+    from pipelines.data.pull import pull_dataset
 
     for path in pull_dataset(out, repo_id=repo_id):
         console.print(f"wrote {path}")
@@ -149,7 +149,7 @@ def run(
     retrain: Annotated[bool, typer.Option(help="Full retrain instead of a refresh.")] = False,
 ) -> None:
     """The daily job, end to end: ingest, recover, train, evaluate, register, gate, forecast."""
-    from pipelines import jobs
+    from pipelines.jobs import daily as jobs
 
     result = jobs.daily_job(
         _settings(data), business_date=day.date() if day else None, force=force, retrain=retrain
@@ -169,7 +169,7 @@ def list_jobs(limit: Annotated[int, typer.Option(help="Rows to show.")] = 30) ->
     """List the job history: date, step, status, start, end and error."""
     from rich.table import Table
 
-    from pipelines.history import read_history
+    from pipelines.jobs.history import read_history
 
     frame = read_history(_settings().history_db, limit=limit)
     if frame.is_empty():
@@ -199,7 +199,7 @@ def promote(
     ] = "manual promotion",
 ) -> None:
     """Make a registered version champion, overriding the gate (logged to MLflow)."""
-    from pipelines import jobs
+    from pipelines.jobs import daily as jobs
 
     console.print(f"champion is now version {jobs.promote_version(_settings(), version, reason)}")
 
@@ -210,7 +210,7 @@ def rollback(
     reason: Annotated[str, typer.Option(help="Why; logged with the override.")] = "manual rollback",
 ) -> None:
     """Point the champion alias back at the previous champion (logged to MLflow)."""
-    from pipelines import jobs
+    from pipelines.jobs import daily as jobs
 
     console.print(f"champion is now version {jobs.rollback_champion(_settings(), reason)}")
 
@@ -221,7 +221,7 @@ def schedule(
     once: Annotated[bool, typer.Option(help="Run whatever is due now, then exit.")] = False,
 ) -> None:
     """Run the daily job and the weekly retrain on their cron schedules (settings)."""
-    from pipelines.schedule import run_schedule
+    from pipelines.jobs.schedule import run_schedule
 
     raise typer.Exit(run_schedule(_settings(), once=once))
 
@@ -247,7 +247,7 @@ def refresh(
 ) -> None:
     """Update the champion with replay through DATE, register it as challenger, and gate it."""
     if model_path is not None:
-        from pipelines.refresh import refresh as refresh_file
+        from pipelines.training.refresh import refresh as refresh_file
 
         _, info = refresh_file(_settings(data), data, through.date(), model_path=model_path)
         if not info.get("new_windows"):
@@ -260,7 +260,7 @@ def refresh(
         if info.get("needs_retrain"):
             console.print(f"a full retrain is due ({info['reason']}): run `freshcast train`")
         return
-    from pipelines import jobs
+    from pipelines.jobs import daily as jobs
 
     result = jobs.refresh_job(_settings(data), business_date=through.date(), force=force)
     if result.status != "done":
@@ -298,8 +298,8 @@ def evaluate_continual_cmd(
     profile: Annotated[str, typer.Option(help="bench (default), default or smoke.")] = "bench",
 ) -> None:
     """Compare refresh strategies (A0 frozen .. A4 buffer-only, A3w) day by day; write JSON + PNG."""
-    from pipelines.continual import ContinualConfig, evaluate_continual
-    from pipelines.continual_report import format_summary, log_to_mlflow, write_report
+    from research.continual.protocol import ContinualConfig, evaluate_continual
+    from research.continual.report import format_summary, log_to_mlflow, write_report
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     if not set(names) <= {"lgbm", "neural"} or not names:
@@ -346,7 +346,7 @@ def train(
 ) -> None:
     """Train a 7-day forecaster on the whole train split and save it atomically."""
     from models.forecasters import MODEL_NAMES
-    from pipelines.forecast import run_train
+    from pipelines.training.fit import run_train
 
     if model not in MODEL_NAMES:
         raise FreshcastError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
@@ -372,7 +372,7 @@ def forecast(
     ] = Path("data/models/lgbm-recovered.pkl"),
 ) -> None:
     """Forecast the eval days of every series in eval.parquet, using eval's covariates."""
-    from pipelines.forecast import run_forecast
+    from pipelines.training.fit import run_forecast
 
     path = run_forecast(data, model_uri, out)
     console.print(f"wrote forecast: {path}", highlight=False)
@@ -395,7 +395,7 @@ def evaluate_forecast_cmd(
 ) -> None:
     """Score forecasters with the published protocol, on both targets, in one run."""
     from models.forecasters import MODEL_NAMES
-    from pipelines.evaluate_forecast import run_evaluate_forecast
+    from pipelines.evaluation.forecast import run_evaluate_forecast
 
     names = tuple(m.strip() for m in models.split(",") if m.strip())
     bad = [m for m in names if m not in MODEL_NAMES]
@@ -434,7 +434,7 @@ def recover(
 ) -> None:
     """Recover latent demand in stockout hours of the train split; write it atomically."""
     from models.recovery import METHODS
-    from pipelines.recover import run_recover
+    from pipelines.recovery.recover import run_recover
 
     if method not in METHODS:
         raise FreshcastError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -466,7 +466,7 @@ def evaluate_recovery_cmd(
     seed: Annotated[int, typer.Option(help="Seed of the masks and the subsample.")] = 0,
 ) -> None:
     """Masking protocol (uniform and demand-dependent masks), truth and decoupling scores."""
-    from pipelines.evaluate_recovery import resolve_methods, run_evaluate_recovery
+    from pipelines.evaluation.recovery import resolve_methods, run_evaluate_recovery
 
     rows = run_evaluate_recovery(
         data,

@@ -15,7 +15,7 @@ SIBLING_REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "f
 @pytest.fixture(scope="session")
 def sim_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small seeded simulated dataset: train, eval and truth parquet files."""
-    from pipelines.simulate import SimulationConfig, write_simulation
+    from pipelines.data.simulate import SimulationConfig, write_simulation
 
     out = tmp_path_factory.mktemp("sim")
     write_simulation(SimulationConfig(series=60, days=42, eval_days=7, seed=7), out)

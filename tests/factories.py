@@ -6,7 +6,7 @@ from datetime import date, timedelta
 
 import polars as pl
 
-from pipelines.schema import HOURS, RAW_SCHEMA
+from pipelines.data.contract import HOURS, RAW_SCHEMA
 
 
 def hub_frame(n_series: int = 3, n_days: int = 5, start: date = date(2024, 3, 28)) -> pl.DataFrame:

@@ -15,7 +15,7 @@ s = common.settings()
 
 st.subheader("Schedule")
 with common.guard("the schedule"):
-    from pipelines import schedule
+    from pipelines.jobs import schedule
 
     now = datetime.now(UTC)
     rows = []

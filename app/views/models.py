@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from app import charts, common
-from pipelines import app_data
+from pipelines.serving import queries as app_data
 
 st.title("Models")
 s = common.settings()
@@ -152,7 +152,7 @@ with common.guard("the continual-refresh history"):
 
 st.subheader("Promote or roll back")
 with common.guard("the promotion controls"):
-    from pipelines import jobs
+    from pipelines.jobs import daily as jobs
 
     promote = getattr(jobs, "promote_version", None)
     rollback = getattr(jobs, "rollback_champion", None)
@@ -160,7 +160,7 @@ with common.guard("the promotion controls"):
         st.caption("Nothing to promote yet.")
     elif promote is None or rollback is None:
         st.caption(
-            "Manual promotion arrives with the daily job (`pipelines.jobs.promote_version`)."
+            "Manual promotion arrives with the daily job (`pipelines.jobs.daily.promote_version`)."
         )
     else:
         st.caption("Overrides bypass the promotion gate; each is logged to MLflow with its reason.")

@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from app import charts, common
-from pipelines import app_data
+from pipelines.serving import queries as app_data
 
 HEATMAP_DAYS = 42
 HISTORY_DAYS = 28

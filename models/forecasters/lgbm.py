@@ -18,7 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from models.columns import series_day_increasing
+from models.constants import series_day_increasing
 from models.forecasters.base import HORIZON, Forecaster, last_history_day
 
 

@@ -19,7 +19,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from models.columns import COVARIATE_COLUMNS, HIERARCHY_COLUMNS
+from models.constants import COVARIATE_COLUMNS, HIERARCHY_COLUMNS
 from models.forecasters.base import HORIZON, Forecaster, last_history_day
 from models.training import cpu_trainer
 

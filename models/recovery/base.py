@@ -95,7 +95,7 @@ def to_day_block(hourly: pl.DataFrame, context: pl.DataFrame | None = None) -> D
     Reads ``series_id``, ``dt``, ``hour``, ``sale``, ``stockout`` from ``hourly`` and any
     numeric columns of ``context`` (keyed by ``series_id``, ``dt``). The long view must
     hold all 24 hours of each series-day, sorted by series, day and hour, as
-    ``pipelines.schema.to_hourly`` makes it.
+    ``pipelines.data.contract.to_hourly`` makes it.
 
     Raises:
         ValueError: when columns are missing or the hours are not complete and sorted.

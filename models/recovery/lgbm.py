@@ -27,7 +27,7 @@ from __future__ import annotations
 import lightgbm as lgb
 import numpy as np
 
-from models.columns import COVARIATE_COLUMNS
+from models.constants import COVARIATE_COLUMNS
 from models.recovery.base import BUSINESS, DayBlock, Recoverer
 from models.recovery.masks import MaskSpec, sample_mask
 from models.recovery.profile import ProfileParts, ProfileRecoverer

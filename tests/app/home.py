@@ -12,14 +12,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from pipelines.settings import Settings, load_settings
-from pipelines.simulate import SimulationConfig, write_simulation
+from pipelines.data.simulate import SimulationConfig, write_simulation
 
 CONFIG = SimulationConfig(series=40, days=42, eval_days=7, seed=3)
 
 
 def build_home(home: Path) -> Settings:
     """Fill ``home`` with simulated data and the outputs of two daily-job runs."""
-    from pipelines import jobs
+    from pipelines.jobs import daily as jobs
 
     os.environ["FRESHCAST_HOME"] = str(home)
     write_simulation(CONFIG, home / "data" / "raw")

@@ -32,7 +32,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "full_retrain_seconds": [9.0, 9.2, 9.1],
             }
         )
-        from pipelines import io
+        from pipelines.data import io
 
         io.write_parquet(history, settings.work_dir / "continual" / "history.parquet")
     finally:
@@ -209,7 +209,7 @@ def test_empty_project(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, page: st
 
 
 def test_data_without_job_outputs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from pipelines.simulate import SimulationConfig, write_simulation
+    from pipelines.data.simulate import SimulationConfig, write_simulation
 
     write_simulation(
         SimulationConfig(series=5, days=30, eval_days=0, seed=1), tmp_path / "data" / "raw"

@@ -16,12 +16,12 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from models import registry
-from pipelines import jobs
+from pipelines.serving import registry
+from pipelines.jobs import daily as jobs
 from pipelines.cli import app
-from pipelines.history import read_history
+from pipelines.jobs.history import read_history
 from pipelines.settings import GateSettings, load_settings
-from pipelines.simulate import SimulationConfig, write_simulation
+from pipelines.data.simulate import SimulationConfig, write_simulation
 
 pytestmark = pytest.mark.slow
 SIM = SimulationConfig(series=50, days=49, eval_days=7, seed=11)
@@ -113,8 +113,8 @@ def test_pyfunc_in_a_fresh_process_matches_the_job(done_home: Path, tmp_path: Pa
     settings = _settings(done_home)
     script = (
         "import sys, mlflow, polars as pl\n"
-        "from models import registry\n"
-        "from pipelines import serving\n"
+        "from pipelines.serving import registry\n"
+        "from pipelines.serving import pyfunc as serving\n"
         f"registry.configure({settings.tracking_uri!r})\n"
         "m = mlflow.pyfunc.load_model('models:/freshcast-demand@champion')\n"
         "req = pl.read_parquet(sys.argv[1])\n"
@@ -122,7 +122,7 @@ def test_pyfunc_in_a_fresh_process_matches_the_job(done_home: Path, tmp_path: Pa
     )
     day = "2024-05-15"
     history = jobs.scan_all_days(done_home / "data" / "raw")
-    from pipelines import serving
+    from pipelines.serving import pyfunc as serving
 
     requests = serving.forecast_requests(
         history.filter(pl.col("dt") <= pl.date(2024, 5, 15)),

@@ -14,9 +14,9 @@ from models.forecasters import MODEL_NAMES, Forecaster, make_forecaster
 from models.forecasters.base import PRED_COLUMNS, ConformalBands, with_origin
 from models.forecasters.ensemble import EnsembleForecaster
 from models.forecasters.lgbm import forecast_rows, stack_horizons
-from pipelines.features import FeatureSpec
-from pipelines.forecast import make_panel, spec_dict
-from pipelines.io import scan_split
+from pipelines.features.build import FeatureSpec
+from pipelines.training.fit import make_panel, spec_dict
+from pipelines.data.io import scan_split
 
 
 @pytest.fixture(scope="module")

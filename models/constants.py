@@ -1,0 +1,37 @@
+"""Column names the learners share with the data layer.
+
+``models`` must not import ``pipelines``, so the names live here and
+:mod:`pipelines.data.contract` re-exports them as part of the data contract.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+# Location and product hierarchy: city > store; group > categories > product.
+HIERARCHY_COLUMNS: tuple[str, ...] = (
+    "city_id",
+    "store_id",
+    "management_group_id",
+    "first_category_id",
+    "second_category_id",
+    "third_category_id",
+    "product_id",
+)
+FLAG_COLUMNS: tuple[str, ...] = ("holiday_flag", "activity_flag")
+WEATHER_COLUMNS: tuple[str, ...] = ("precpt", "avg_temperature", "avg_humidity", "avg_wind_level")
+# Known-future covariates: published for the forecast days in eval.parquet.
+COVARIATE_COLUMNS: tuple[str, ...] = ("discount", *FLAG_COLUMNS, *WEATHER_COLUMNS)
+
+
+def series_day_increasing(frame: pl.DataFrame) -> bool:
+    """True when (series_id, dt) strictly increases row by row: sorted, no repeated key.
+
+    A pass over two columns, far cheaper than sorting a wide frame that is already in order.
+    """
+    if frame.height < 2:
+        return True
+    step_ok = (pl.col("series_id").diff() > 0) | (
+        (pl.col("series_id").diff() == 0) & (pl.col("dt").diff().dt.total_days() > 0)
+    )
+    return bool(frame.select(step_ok.slice(1).all()).item())

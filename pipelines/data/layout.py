@@ -1,0 +1,125 @@
+"""The one owner of freshcast's on-disk layout under ``FRESHCAST_HOME``.
+
+Every path a job, the CLI or the UI reads or writes below the home folder comes from a
+:class:`Layout`; no other module spells out ``data/…`` or ``mlruns/…``. Nothing here
+writes: the folders are made by :mod:`pipelines.data.io` when a file is written.
+
+::
+
+    <home>/
+      data/
+        raw/                         the embedded default dataset (hub layout)
+        recovered/<day>.parquet      stage 1 output of the daily job
+        models/<day>/model.pkl       the day's trained or refreshed forecaster
+        models/<day>/refreshed.pkl   ``freshcast refresh --model FILE``
+        models/<model>-<target>.pkl  ``freshcast train``
+        forecasts/<day>.parquet      the served forecasts
+        metrics/<day>.json           the day's backtest rows
+        replay/<model>/<day>/        the replay buffer, staged per day
+        continual/history.parquet    refresh vs full-fit history (Models page)
+        aggregates/<day>/            the UI's precomputed frames
+        jobs/<job>/<day>/            step markers (resumable jobs)
+        logs/jobs.jsonl              the machine-readable job log
+        .daily-job.lock              one job at a time
+      mlruns/
+        mlflow.db                    the default tracking store
+        artifacts/                   MLflow artifacts of the default store
+        jobs.db                      the job history (steps, status, errors)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DAY_FILE_GLOB = "????-??-??.parquet"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under one home folder. Days are ISO strings (``2024-06-25``)."""
+
+    home: Path
+
+    # -- the two top folders -------------------------------------------------------------
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def mlruns(self) -> Path:
+        return self.home / "mlruns"
+
+    # -- inputs ----------------------------------------------------------------------------
+    @property
+    def raw(self) -> Path:
+        """Where the embedded default dataset is simulated when no dataset is configured."""
+        return self.data / "raw"
+
+    # -- daily job outputs -----------------------------------------------------------------
+    def recovered(self, day: str) -> Path:
+        return self.data / "recovered" / f"{day}.parquet"
+
+    def model(self, day: str) -> Path:
+        return self.data / "models" / day / "model.pkl"
+
+    def refreshed_model(self, day: str) -> Path:
+        return self.data / "models" / day / "refreshed.pkl"
+
+    def trained_model(self, model: str, target: str) -> Path:
+        return self.data / "models" / f"{model}-{target}.pkl"
+
+    def forecasts(self, day: str) -> Path:
+        return self.data / "forecasts" / f"{day}.parquet"
+
+    def metrics(self, day: str) -> Path:
+        return self.data / "metrics" / f"{day}.json"
+
+    def replay(self, model: str) -> Path:
+        """The replay buffers of one forecaster kind; each day stages its own copy below."""
+        return self.data / "replay" / model
+
+    @property
+    def continual_history(self) -> Path:
+        return self.data / "continual" / "history.parquet"
+
+    @property
+    def aggregates(self) -> Path:
+        return self.data / "aggregates"
+
+    def latest(self, kind: str) -> Path | None:
+        """The newest ``data/<kind>/<day>.parquet`` (kind: ``recovered`` or ``forecasts``)."""
+        folder = self.data / kind
+        if not folder.is_dir():
+            return None
+        files = sorted(p for p in folder.glob(DAY_FILE_GLOB) if p.is_file())
+        return files[-1] if files else None
+
+    # -- running jobs ----------------------------------------------------------------------
+    def job_markers(self, job: str, day: str) -> Path:
+        return self.data / "jobs" / job / day
+
+    @property
+    def job_log(self) -> Path:
+        return self.data / "logs" / "jobs.jsonl"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.data / ".daily-job.lock"
+
+    @property
+    def job_history_db(self) -> Path:
+        return self.mlruns / "jobs.db"
+
+    # -- MLflow's default local store ------------------------------------------------------
+    @property
+    def tracking_db(self) -> Path:
+        return self.mlruns / "mlflow.db"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.mlruns / "artifacts"
+
+    @property
+    def default_tracking_uri(self) -> str:
+        return f"sqlite:///{self.tracking_db}"

@@ -1,0 +1,155 @@
+"""Running a job as resumable steps: a lock, completion markers and the job history.
+
+A job for a business date is a list of steps. Each step writes its outputs atomically
+and then its marker ``data/jobs/<job>/<date>/<step>.json``; a step whose marker exists is
+not run again. So after a crash, or a ``kill -9`` anywhere, the next run resumes at the
+first unfinished step, and a finished date is a no-op unless forced.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+from rich.console import Console
+
+from pipelines.jobs import history
+from pipelines.data import io
+from pipelines.errors import FreshcastError
+from pipelines.settings import Settings
+
+console = Console(stderr=True)
+
+
+class JobLockedError(FreshcastError):
+    """Another run holds the job lock."""
+
+    exit_code = 3
+
+
+@dataclass
+class StepContext:
+    """What a step sees: the settings, the date, and the records of the steps before it."""
+
+    settings: Settings
+    job: str
+    business_date: str
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def marker_dir(self) -> Path:
+        return self.settings.work_dir / "jobs" / self.job / self.business_date
+
+
+@dataclass(frozen=True)
+class Step:
+    """A named unit of a job. ``run`` returns a JSON-able record of what it wrote."""
+
+    name: str
+    run: Callable[[StepContext], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job: str
+    business_date: str
+    status: str  # "done", "already done"
+    records: dict[str, dict[str, Any]]
+
+
+def _log_event(settings: Settings, **fields: Any) -> None:
+    """Append one JSON line to ``data/logs/jobs.jsonl``: the machine-readable job log."""
+    path = settings.work_dir / "logs" / "jobs.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    event = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
+    with path.open("a") as fh:  # one short append per event; a crash loses at most that line
+        fh.write(json.dumps(event, default=str) + "\n")
+
+
+def run_job(
+    settings: Settings,
+    *,
+    job: str,
+    business_date: str,
+    steps: Sequence[Step],
+    force: bool = False,
+) -> JobResult:
+    """Run ``steps`` for ``business_date`` under the job lock, resuming after a crash."""
+    lock = FileLock(str(settings.lock_file))
+    settings.lock_file.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise JobLockedError(
+            f"another freshcast job is running (lock {settings.lock_file}); try again when it ends"
+        ) from None
+    try:
+        return _run_locked(settings, job=job, business_date=business_date, steps=steps, force=force)
+    finally:
+        lock.release()
+
+
+def _run_locked(
+    settings: Settings, *, job: str, business_date: str, steps: Sequence[Step], force: bool
+) -> JobResult:
+    ctx = StepContext(settings=settings, job=job, business_date=business_date)
+    done_marker = ctx.marker_dir / "_done.json"
+    if force and ctx.marker_dir.exists():
+        shutil.rmtree(ctx.marker_dir)
+    if done_marker.is_file():
+        records = {s.name: io.read_json(ctx.marker_dir / f"{s.name}.json") for s in steps}
+        console.print(f"{job} {business_date}: already done (use --force to run it again)")
+        return JobResult(job, business_date, "already done", records)
+    db = settings.history_db
+    interrupted = history.close_interrupted(db, job=job, business_date=business_date)
+    if interrupted:
+        console.print(f"{job} {business_date}: resuming after an interrupted run")
+    for index, step in enumerate(steps, start=1):
+        marker = ctx.marker_dir / f"{step.name}.json"
+        label = f"[{index}/{len(steps)}] {step.name}"
+        if marker.is_file():
+            ctx.records[step.name] = io.read_json(marker)
+            console.print(f"{label}: done earlier, skipped")
+            continue
+        row = history.start_step(db, job=job, business_date=business_date, step=step.name)
+        _log_event(settings, job=job, business_date=business_date, step=step.name, status="running")
+        started = time.perf_counter()
+        try:
+            with console.status(f"{label} running…"):
+                record = step.run(ctx)
+        except BaseException as exc:
+            message = str(exc).strip() or type(exc).__name__
+            history.end_step(db, row, status="failed", error=message[:2000])
+            _log_event(
+                settings,
+                job=job,
+                business_date=business_date,
+                step=step.name,
+                status="failed",
+                seconds=round(time.perf_counter() - started, 3),
+                error=message[:2000],
+            )
+            console.print(f"{label}: [red]failed[/] after {time.perf_counter() - started:.1f}s")
+            raise
+        record = {**record, "seconds": round(time.perf_counter() - started, 3)}
+        io.write_json(record, marker)
+        history.end_step(db, row, status="done")
+        _log_event(
+            settings,
+            job=job,
+            business_date=business_date,
+            step=step.name,
+            status="done",
+            seconds=record["seconds"],
+        )
+        ctx.records[step.name] = record
+        console.print(f"{label}: done in {record['seconds']:.1f}s", highlight=False)
+    io.write_json({"steps": [s.name for s in steps]}, done_marker)
+    return JobResult(job, business_date, "done", ctx.records)

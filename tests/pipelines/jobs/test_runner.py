@@ -1,0 +1,87 @@
+"""The job runner: idempotency, resume after a failure, the lock, and the history."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from pipelines.jobs.history import read_history
+from pipelines.settings import load_settings
+from pipelines.jobs.runner import JobLockedError, Step, run_job
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    return load_settings(home=tmp_path, data_dir=tmp_path / "data" / "raw")
+
+
+def _counting_steps(calls: list[str], fail_on: set[str] | None = None) -> list[Step]:
+    def make(name: str) -> Step:
+        def run(ctx):
+            if fail_on and name in fail_on:
+                fail_on.discard(name)
+                raise RuntimeError(f"{name} broke")
+            calls.append(name)
+            return {"seen": sorted(ctx.records)}
+
+        return Step(name, run)
+
+    return [make(n) for n in ("a", "b", "c")]
+
+
+def test_finished_date_is_a_no_op_unless_forced(settings) -> None:
+    calls: list[str] = []
+    first = run_job(settings, job="t", business_date="2024-06-01", steps=_counting_steps(calls))
+    assert first.status == "done"
+    assert calls == ["a", "b", "c"]
+    assert first.records["c"]["seen"] == ["a", "b"]
+    again = run_job(settings, job="t", business_date="2024-06-01", steps=_counting_steps(calls))
+    assert again.status == "already done"
+    assert calls == ["a", "b", "c"]
+    forced = run_job(
+        settings, job="t", business_date="2024-06-01", steps=_counting_steps(calls), force=True
+    )
+    assert forced.status == "done"
+    assert calls == ["a", "b", "c"] * 2
+
+
+def test_failure_is_recorded_and_the_next_run_resumes(settings) -> None:
+    calls: list[str] = []
+    fail_on = {"b"}
+    with pytest.raises(RuntimeError, match="b broke"):
+        run_job(
+            settings, job="t", business_date="2024-06-02", steps=_counting_steps(calls, fail_on)
+        )
+    assert calls == ["a"]
+    hist = read_history(settings.history_db)
+    failed = hist.filter(hist["status"] == "failed")
+    assert failed["step"].to_list() == ["b"]
+    assert failed["error"].to_list() == ["b broke"]
+    events = [
+        json.loads(line)
+        for line in (settings.work_dir / "logs" / "jobs.jsonl").read_text().splitlines()
+    ]
+    assert [(e["step"], e["status"]) for e in events] == [
+        ("a", "running"),
+        ("a", "done"),
+        ("b", "running"),
+        ("b", "failed"),
+    ]
+    result = run_job(
+        settings, job="t", business_date="2024-06-02", steps=_counting_steps(calls, fail_on)
+    )
+    assert result.status == "done"
+    assert calls == ["a", "b", "c"]  # "a" was not run twice
+
+
+def test_second_run_is_locked_out(settings) -> None:
+    settings.lock_file.parent.mkdir(parents=True)
+    with (
+        FileLock(str(settings.lock_file)),
+        pytest.raises(JobLockedError, match="another freshcast job"),
+    ):
+        run_job(settings, job="t", business_date="2024-06-03", steps=_counting_steps([]))
+    assert not (settings.work_dir / "jobs" / "t" / "2024-06-03").exists()
