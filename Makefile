@@ -42,11 +42,13 @@ bench:
 	$(BENCH_VENV)/bin/python -m pip install -q $(FIND_LINKS) -e '.[dev,bench]'
 	for script in benchmarks/[a-z]*.py; do $(BENCH_VENV)/bin/python $$script || exit 1; done
 
+# Style, types (strict on models/ and pipelines/) and the import contracts (pyproject.toml).
 lint: install
-	$(VENV)/bin/ruff check pipelines models app tests benchmarks
-	$(VENV)/bin/ruff format --check pipelines models app tests benchmarks
+	$(VENV)/bin/ruff check pipelines models app research tests benchmarks
+	$(VENV)/bin/ruff format --check pipelines models app research tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 format: install
-	$(VENV)/bin/ruff check --fix pipelines models app tests benchmarks
-	$(VENV)/bin/ruff format pipelines models app tests benchmarks
+	$(VENV)/bin/ruff check --fix pipelines models app research tests benchmarks
+	$(VENV)/bin/ruff format pipelines models app research tests benchmarks

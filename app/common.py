@@ -16,7 +16,7 @@ import polars as pl
 import streamlit as st
 
 from pipelines.serving import aggregates
-from pipelines.serving import queries as app_data
+from pipelines import queries as app_data
 from pipelines.settings import Settings, load_settings
 
 RUN_HINT = (
@@ -30,22 +30,22 @@ def settings() -> Settings:
 
 
 def _aggregates_stamp(s: Settings) -> str:
-    folder = aggregates.latest_aggregates_dir(s.work_dir)
+    folder = aggregates.latest_aggregates_dir(s.layout.aggregates)
     if folder is None:
         return ""
     return f"{folder}:{app_data.file_stamp(folder / aggregates.DONE_MARKER)}"
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def _load_aggregates(work_dir: str, stamp: str) -> dict[str, pl.DataFrame] | None:
+def _load_aggregates(root: str, stamp: str) -> dict[str, pl.DataFrame] | None:
     from pathlib import Path
 
-    return aggregates.load_aggregates(Path(work_dir)) if stamp else None
+    return aggregates.load_aggregates(Path(root)) if stamp else None
 
 
 def load_aggregates(s: Settings) -> dict[str, pl.DataFrame] | None:
     """The latest aggregates the daily job built, or None."""
-    return _load_aggregates(str(s.work_dir), _aggregates_stamp(s))
+    return _load_aggregates(str(s.layout.aggregates), _aggregates_stamp(s))
 
 
 def require_data(s: Settings) -> None:
@@ -80,7 +80,7 @@ def _history(db: str, stamp: float) -> pl.DataFrame:
 
 def job_history(s: Settings) -> pl.DataFrame:
     """The job history, newest first (empty when no job ran)."""
-    return _history(str(s.history_db), app_data.file_stamp(s.history_db))
+    return _history(str(s.layout.job_history_db), app_data.file_stamp(s.layout.job_history_db))
 
 
 @st.cache_resource(show_spinner=False)

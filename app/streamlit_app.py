@@ -2,7 +2,7 @@
 
 Serve it with ``freshcast ui``. Each page is one module in ``app/views/`` (not ``pages/``,
 which Streamlit would also serve as legacy pages, bypassing the navigation); the app only
-reads what the daily job wrote (see :mod:`pipelines.serving.queries`) and does no modelling.
+reads what the daily job wrote (see :mod:`pipelines.queries`) and does no modelling.
 """
 
 from __future__ import annotations

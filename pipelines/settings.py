@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipelines.data.layout import Layout
+
 
 class GateSettings(BaseModel):
     """The promotion gate: a challenger needs acc ≥ champion − tolerance and |wpe| ≤ limit."""
@@ -41,33 +43,20 @@ class Settings(BaseModel):
     profile: str = "default"
 
     @property
-    def work_dir(self) -> Path:
-        """Job outputs: raw/, recovered/, forecasts/, models/, replay/ and jobs/ live here."""
-        return self.home / "data"
-
-    @property
-    def mlruns_dir(self) -> Path:
-        return self.home / "mlruns"
-
-    @property
-    def history_db(self) -> Path:
-        return self.mlruns_dir / "jobs.db"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.work_dir / ".daily-job.lock"
+    def layout(self) -> Layout:
+        """Every path under ``home`` (see :mod:`pipelines.data.layout`)."""
+        return Layout(self.home)
 
 
 def load_settings(**overrides: object) -> Settings:
     """Settings from the environment and ``overrides``; nothing is created on disk."""
     env = os.environ
     home = Path(str(overrides.get("home") or env.get("FRESHCAST_HOME", "."))).resolve()
+    layout = Layout(home)
     values: dict[str, object] = {
         "home": home,
-        "data_dir": Path(env.get("FRESHCAST_DATA", home / "data" / "raw")),
-        "tracking_uri": env.get(
-            "FRESHCAST_TRACKING_URI", f"sqlite:///{home / 'mlruns' / 'mlflow.db'}"
-        ),
+        "data_dir": Path(env.get("FRESHCAST_DATA", layout.raw)),
+        "tracking_uri": env.get("FRESHCAST_TRACKING_URI", layout.default_tracking_uri),
     }
     for key, var in (
         ("daily_cron", "FRESHCAST_DAILY_CRON"),

@@ -9,14 +9,14 @@ import polars as pl
 import streamlit as st
 
 from app import charts, common
-from pipelines.serving import queries as app_data
+from pipelines import queries as app_data
 
 st.title("Forecasts")
 s = common.settings()
 
 common.require_data(s)
 agg = common.load_aggregates(s)
-fc_path = app_data.latest_output(s.work_dir, "forecasts")
+fc_path = s.layout.latest("forecasts")
 if agg is None or fc_path is None:
     common.empty_state(
         "No forecast yet.",

@@ -7,7 +7,7 @@ import polars as pl
 import streamlit as st
 
 from app import charts, common
-from pipelines.serving import queries as app_data
+from pipelines import queries as app_data
 
 st.title("Models")
 s = common.settings()
@@ -152,16 +152,10 @@ with common.guard("the continual-refresh history"):
 
 st.subheader("Promote or roll back")
 with common.guard("the promotion controls"):
-    from pipelines.jobs import daily as jobs
+    from pipelines.jobs.overrides import promote_version, rollback_champion
 
-    promote = getattr(jobs, "promote_version", None)
-    rollback = getattr(jobs, "rollback_champion", None)
     if versions.is_empty():
         st.caption("Nothing to promote yet.")
-    elif promote is None or rollback is None:
-        st.caption(
-            "Manual promotion arrives with the daily job (`pipelines.jobs.daily.promote_version`)."
-        )
     else:
         st.caption("Overrides bypass the promotion gate; each is logged to MLflow with its reason.")
         with st.form("models-override"):
@@ -189,9 +183,9 @@ with common.guard("the promotion controls"):
                 st.warning("Give a reason: it is logged with the override.")
             else:
                 if action.startswith("Promote"):
-                    promote(s, int(version), reason.strip())
+                    promote_version(s, int(version), reason.strip())
                     st.success(f"v{version} is now champion.")
                 else:
-                    rollback(s, reason.strip())
+                    rollback_champion(s, reason.strip())
                     st.success("Rolled back to the previous champion.")
                 st.cache_data.clear()

@@ -6,7 +6,7 @@ import polars as pl
 import streamlit as st
 
 from app import charts, common
-from pipelines.serving import queries as app_data
+from pipelines import queries as app_data
 
 st.title("Overview")
 s = common.settings()

@@ -9,7 +9,7 @@ import polars as pl
 import streamlit as st
 
 from app import charts, common
-from pipelines.serving import queries as app_data
+from pipelines import queries as app_data
 
 HEATMAP_DAYS = 42
 HISTORY_DAYS = 28
@@ -25,7 +25,7 @@ agg = common.require_aggregates(
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def _detail(work_dir: str, data_dir: str, stamp: str, series_id: int) -> app_data.SeriesDetail:
+def _detail(home: str, data_dir: str, stamp: str, series_id: int) -> app_data.SeriesDetail:
     return app_data.series_detail(common.settings(), series_id)
 
 
@@ -65,11 +65,11 @@ else:
     ][0]
 
 stamp = (
-    f"{app_data.file_stamp(app_data.latest_output(s.work_dir, 'recovered'))}:"
-    f"{app_data.file_stamp(app_data.latest_output(s.work_dir, 'forecasts'))}"
+    f"{app_data.file_stamp(s.layout.latest('recovered'))}:"
+    f"{app_data.file_stamp(s.layout.latest('forecasts'))}"
 )
 with common.guard("this series"):
-    detail = _detail(str(s.work_dir), str(s.data_dir), stamp, int(series_id))
+    detail = _detail(str(s.home), str(s.data_dir), stamp, int(series_id))
     if detail.daily.is_empty():
         common.empty_state(
             f"Series {series_id} has no rows in the dataset.", "Pick another series."

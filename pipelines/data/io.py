@@ -17,8 +17,8 @@ from typing import Any
 
 import polars as pl
 
-from pipelines.errors import DataError
 from pipelines.data.contract import add_series_id
+from pipelines.errors import DataError
 
 SPLITS = ("train", "eval")
 
@@ -72,6 +72,14 @@ def scan_split(root: Path, split: str = "train") -> pl.LazyFrame:
     """
     path = require_split(root, split)
     return scan_raw(path).with_columns(pl.col("dt").str.to_date("%Y-%m-%d")).pipe(add_series_id)
+
+
+def scan_days(root: Path) -> pl.LazyFrame:
+    """Train and (when present) eval rows as one typed daily frame: the job's whole timeline."""
+    frames = [scan_split(root, "train")]
+    if split_path(root, "eval") is not None:
+        frames.append(scan_split(root, "eval"))
+    return pl.concat(frames, how="vertical")
 
 
 def scan_truth(root: Path) -> pl.LazyFrame | None:

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 from pipelines.data import io
-from pipelines.errors import FreshcastError
 from pipelines.data.io import SPLITS
+from pipelines.errors import FreshcastError
 
 HUB_REPO = "Dingdong-Inc/FreshRetailNet-50K"
 

@@ -31,8 +31,8 @@ import numpy as np
 import polars as pl
 
 from pipelines.data import simulate_world as prof
-from pipelines.data.io import write_parquet
 from pipelines.data.contract import HOURS, RAW_SCHEMA, TRUTH_SCHEMA
+from pipelines.data.io import write_parquet
 
 MAX_SERIES = 50_000
 # Series per chunk: bounds peak memory, and fixes the random streams (one per chunk),

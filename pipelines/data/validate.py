@@ -16,8 +16,8 @@ from typing import Any
 import polars as pl
 
 from pipelines.data import io
-from pipelines.errors import DataError
 from pipelines.data.contract import HOURS, KEY_COLUMNS, LIST_COLUMNS, RAW_SCHEMA
+from pipelines.errors import DataError
 
 MAX_EXAMPLES = 5
 SUM_TOLERANCE = 1e-6

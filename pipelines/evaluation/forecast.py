@@ -22,10 +22,11 @@ import polars as pl
 from models.forecasters import Forecaster
 from models.forecasters.ensemble import EnsembleForecaster
 from models.metrics import score_forecast
-from pipelines.errors import DataError
-from pipelines.features.build import Target
-from pipelines.training.fit import Recovery, fit_model, make_panel, sample_series
 from pipelines.data.io import scan_split, scan_truth, split_path, write_json
+from pipelines.errors import DataError
+from pipelines.features.config import Target
+from pipelines.features.panel import Recovery, make_panel, sample_series
+from pipelines.training.fit import fit_model
 
 DEFAULT_MODELS: tuple[str, ...] = (
     "lgbm",

@@ -31,10 +31,10 @@ import polars as pl
 from models.recovery import METHODS, DayBlock, make_recoverer
 from models.recovery.base import BUSINESS
 from models.recovery.masks import MaskSpec, hidden_rate, sample_mask
-from pipelines.errors import DataError
-from pipelines.data.io import scan_split, scan_truth, write_json
-from pipelines.recovery.recover import day_block_from_daily, prepare_daily
 from pipelines.data.contract import HOURS
+from pipelines.data.io import scan_split, scan_truth, write_json
+from pipelines.errors import DataError
+from pipelines.recovery.recover import day_block_from_daily, prepare_daily
 
 FLOOR = "zero_fill"
 ALL_METHODS: tuple[str, ...] = (FLOOR, *METHODS)

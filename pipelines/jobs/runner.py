@@ -20,9 +20,9 @@ from typing import Any
 from filelock import FileLock, Timeout
 from rich.console import Console
 
-from pipelines.jobs import history
 from pipelines.data import io
 from pipelines.errors import FreshcastError
+from pipelines.jobs import history
 from pipelines.settings import Settings
 
 console = Console(stderr=True)
@@ -45,7 +45,7 @@ class StepContext:
 
     @property
     def marker_dir(self) -> Path:
-        return self.settings.work_dir / "jobs" / self.job / self.business_date
+        return self.settings.layout.job_markers(self.job, self.business_date)
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class JobResult:
 
 def _log_event(settings: Settings, **fields: Any) -> None:
     """Append one JSON line to ``data/logs/jobs.jsonl``: the machine-readable job log."""
-    path = settings.work_dir / "logs" / "jobs.jsonl"
+    path = settings.layout.job_log
     path.parent.mkdir(parents=True, exist_ok=True)
     event = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), **fields}
     with path.open("a") as fh:  # one short append per event; a crash loses at most that line
@@ -82,13 +82,13 @@ def run_job(
     force: bool = False,
 ) -> JobResult:
     """Run ``steps`` for ``business_date`` under the job lock, resuming after a crash."""
-    lock = FileLock(str(settings.lock_file))
-    settings.lock_file.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(settings.layout.lock_file))
+    settings.layout.lock_file.parent.mkdir(parents=True, exist_ok=True)
     try:
         lock.acquire(timeout=0)
     except Timeout:
         raise JobLockedError(
-            f"another freshcast job is running (lock {settings.lock_file}); try again when it ends"
+            f"another freshcast job is running (lock {settings.layout.lock_file}); try again when it ends"
         ) from None
     try:
         return _run_locked(settings, job=job, business_date=business_date, steps=steps, force=force)
@@ -107,7 +107,7 @@ def _run_locked(
         records = {s.name: io.read_json(ctx.marker_dir / f"{s.name}.json") for s in steps}
         console.print(f"{job} {business_date}: already done (use --force to run it again)")
         return JobResult(job, business_date, "already done", records)
-    db = settings.history_db
+    db = settings.layout.job_history_db
     interrupted = history.close_interrupted(db, job=job, business_date=business_date)
     if interrupted:
         console.print(f"{job} {business_date}: resuming after an interrupted run")

@@ -15,8 +15,8 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from rich.console import Console
 
-from pipelines.jobs import history
 from pipelines.errors import FreshcastError
+from pipelines.jobs import history
 from pipelines.settings import Settings
 
 console = Console(stderr=True)
@@ -31,12 +31,12 @@ class ScheduledJob:
 
 def scheduled_jobs(settings: Settings) -> list[ScheduledJob]:
     """The product's schedules, from settings."""
-    from pipelines.jobs import daily as jobs
+    from pipelines.jobs import daily
 
     return [
-        ScheduledJob("daily", settings.daily_cron, lambda s: jobs.daily_job(s)),
+        ScheduledJob("daily", settings.daily_cron, lambda s: daily.daily_job(s)),
         ScheduledJob(
-            "weekly-retrain", settings.retrain_cron, lambda s: jobs.daily_job(s, retrain=True)
+            "weekly-retrain", settings.retrain_cron, lambda s: daily.daily_job(s, retrain=True)
         ),
     ]
 
@@ -74,7 +74,7 @@ def last_fire_time(cron: str, now: datetime) -> datetime | None:
 
 def run_guarded(settings: Settings, job: ScheduledJob) -> bool:
     """Run one scheduled job, recording its outcome; never raises. True on success."""
-    db = settings.history_db
+    db = settings.layout.job_history_db
     row = history.start_step(db, job=f"schedule:{job.name}", business_date=_today(), step=job.name)
     try:
         job.run(settings)
@@ -91,7 +91,7 @@ def run_guarded(settings: Settings, job: ScheduledJob) -> bool:
 
 def due_jobs(settings: Settings, now: datetime) -> list[ScheduledJob]:
     """Jobs whose latest fire time has no successful scheduled run since."""
-    runs = history.read_history(settings.history_db, limit=1000)
+    runs = history.read_history(settings.layout.job_history_db, limit=1000)
     due = []
     for job in scheduled_jobs(settings):
         fired = last_fire_time(job.cron, now)

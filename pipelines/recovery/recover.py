@@ -14,9 +14,9 @@ import polars as pl
 
 from models.constants import series_day_increasing
 from models.recovery import DEFAULT_METHOD, DayBlock, Recoverer, make_recoverer
-from pipelines.errors import DataError
-from pipelines.data.io import scan_split, write_parquet
 from pipelines.data.contract import COVARIATE_COLUMNS, HOURS, RECOVERED_SCHEMA, add_series_id
+from pipelines.data.io import scan_split, write_parquet
+from pipelines.errors import DataError
 
 # Daily covariates handed to the recoverers as context (hierarchy for pooling, then
 # the known covariates the learned methods use).

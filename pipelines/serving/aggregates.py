@@ -211,18 +211,15 @@ def build_aggregates(
     }
 
 
-def aggregates_dir(work_dir: Path) -> Path:
-    """Where aggregate builds live: ``<work_dir>/aggregates/<business date>/``."""
-    return work_dir / "aggregates"
+def write_aggregates(root: Path, business_date: str, frames: dict[str, pl.DataFrame]) -> Path:
+    """Write each frame to ``<root>/<business_date>/<name>.parquet``, then the marker.
 
-
-def write_aggregates(work_dir: Path, business_date: str, frames: dict[str, pl.DataFrame]) -> Path:
-    """Write each frame to ``aggregates/<business_date>/<name>.parquet``, then the marker.
+    ``root`` is the layout's ``aggregates`` folder.
 
     Each file is atomic and the marker comes last, so readers never see a half build.
     Returns the folder.
     """
-    folder = aggregates_dir(work_dir) / business_date
+    folder = root / business_date
     (folder / DONE_MARKER).unlink(missing_ok=True)
     for name, frame in frames.items():
         io.write_parquet(frame, folder / f"{name}.parquet")
@@ -230,18 +227,17 @@ def write_aggregates(work_dir: Path, business_date: str, frames: dict[str, pl.Da
     return folder
 
 
-def latest_aggregates_dir(work_dir: Path) -> Path | None:
-    """The newest complete aggregate folder, or None."""
-    root = aggregates_dir(work_dir)
+def latest_aggregates_dir(root: Path) -> Path | None:
+    """The newest complete aggregate folder under ``root``, or None."""
     if not root.is_dir():
         return None
     done = sorted(p for p in root.iterdir() if p.is_dir() and (p / DONE_MARKER).is_file())
     return done[-1] if done else None
 
 
-def load_aggregates(work_dir: Path) -> dict[str, pl.DataFrame] | None:
-    """The latest complete aggregates as eager frames, or None when none were built."""
-    folder = latest_aggregates_dir(work_dir)
+def load_aggregates(root: Path) -> dict[str, pl.DataFrame] | None:
+    """The latest complete aggregates under ``root`` as eager frames, or None."""
+    folder = latest_aggregates_dir(root)
     if folder is None:
         return None
     names = io.read_json(folder / DONE_MARKER)["frames"]

@@ -11,9 +11,7 @@ import logging
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
@@ -191,62 +189,3 @@ def list_versions() -> pl.DataFrame:
             }
         )
     return pl.DataFrame(rows)
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """Whether a challenger may replace the champion, with the figures that decided it."""
-
-    promote: bool
-    reason: str
-    challenger_acc: float
-    challenger_wpe: float
-    champion_acc: float | None
-    tolerance: float
-    wpe_limit: float
-
-    def as_metrics(self) -> dict[str, float]:
-        out = {
-            "gate/promote": float(self.promote),
-            "gate/challenger_acc": self.challenger_acc,
-            "gate/challenger_wpe": self.challenger_wpe,
-        }
-        if self.champion_acc is not None:
-            out["gate/champion_acc"] = self.champion_acc
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def decide_promotion(
-    *,
-    challenger_acc: float,
-    challenger_wpe: float,
-    champion_acc: float | None,
-    tolerance: float,
-    wpe_limit: float,
-) -> GateDecision:
-    """The promotion gate: acc ≥ champion's − tolerance and |wpe| ≤ limit, on the same windows."""
-
-    def decision(promote: bool, reason: str) -> GateDecision:
-        return GateDecision(
-            promote, reason, challenger_acc, challenger_wpe, champion_acc, tolerance, wpe_limit
-        )
-
-    if champion_acc is None:
-        # Bootstrap: with no champion there is nothing to protect, and planners need a
-        # forecast. The bias is still reported so a person can act on it.
-        note = (
-            f"; note |wpe| {abs(challenger_wpe):.4f} > limit {wpe_limit}"
-            if abs(challenger_wpe) > wpe_limit
-            else ""
-        )
-        return decision(True, f"no champion yet{note}")
-    if abs(challenger_wpe) > wpe_limit:
-        return decision(False, f"|wpe| {abs(challenger_wpe):.4f} > limit {wpe_limit}")
-    if challenger_acc < champion_acc - tolerance:
-        return decision(
-            False, f"acc {challenger_acc:.4f} < champion {champion_acc:.4f} - {tolerance}"
-        )
-    return decision(True, f"acc {challenger_acc:.4f} ≥ champion {champion_acc:.4f} - {tolerance}")

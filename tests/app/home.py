@@ -11,8 +11,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from pipelines.settings import Settings, load_settings
 from pipelines.data.simulate import SimulationConfig, write_simulation
+from pipelines.settings import Settings, load_settings
 
 CONFIG = SimulationConfig(series=40, days=42, eval_days=7, seed=3)
 

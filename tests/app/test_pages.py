@@ -34,7 +34,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         from pipelines.data import io
 
-        io.write_parquet(history, settings.work_dir / "continual" / "history.parquet")
+        io.write_parquet(history, settings.layout.continual_history)
     finally:
         if before is None:
             os.environ.pop("FRESHCAST_HOME", None)

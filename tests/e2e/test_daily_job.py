@@ -16,12 +16,14 @@ import pytest
 from filelock import FileLock
 from typer.testing import CliRunner
 
-from pipelines.serving import registry
-from pipelines.jobs import daily as jobs
 from pipelines.cli import app
-from pipelines.jobs.history import read_history
-from pipelines.settings import GateSettings, load_settings
+from pipelines.data import io
 from pipelines.data.simulate import SimulationConfig, write_simulation
+from pipelines.jobs import daily as jobs
+from pipelines.jobs.history import read_history
+from pipelines.serving import registry
+from pipelines.serving.forecast import forecast_requests
+from pipelines.settings import GateSettings, load_settings
 
 pytestmark = pytest.mark.slow
 SIM = SimulationConfig(series=50, days=49, eval_days=7, seed=11)
@@ -102,7 +104,7 @@ def test_rerun_is_a_no_op(done_home: Path) -> None:
 
 def test_second_run_is_locked_out(done_home: Path) -> None:
     settings = _settings(done_home)
-    with FileLock(str(settings.lock_file)):
+    with FileLock(str(settings.layout.lock_file)):
         result = CliRunner().invoke(app, ["run"], env=_env(done_home))
     assert result.exit_code == 3
     assert "another freshcast job is running" in result.output
@@ -114,17 +116,15 @@ def test_pyfunc_in_a_fresh_process_matches_the_job(done_home: Path, tmp_path: Pa
     script = (
         "import sys, mlflow, polars as pl\n"
         "from pipelines.serving import registry\n"
-        "from pipelines.serving import pyfunc as serving\n"
+        "from pipelines.serving.pyfunc import predict_pyfunc\n"
         f"registry.configure({settings.tracking_uri!r})\n"
         "m = mlflow.pyfunc.load_model('models:/freshcast-demand@champion')\n"
         "req = pl.read_parquet(sys.argv[1])\n"
-        "serving.predict_pyfunc(m, req).write_parquet(sys.argv[2])\n"
+        "predict_pyfunc(m, req).write_parquet(sys.argv[2])\n"
     )
     day = "2024-05-15"
-    history = jobs.scan_all_days(done_home / "data" / "raw")
-    from pipelines.serving import pyfunc as serving
-
-    requests = serving.forecast_requests(
+    history = io.scan_days(done_home / "data" / "raw")
+    requests = forecast_requests(
         history.filter(pl.col("dt") <= pl.date(2024, 5, 15)),
         history.filter(pl.col("dt") > pl.date(2024, 5, 15)),
         day=pd.Timestamp(day).date(),
@@ -192,7 +192,7 @@ def test_killed_job_resumes_to_the_same_final_state(
     )
     # Kill it mid-job: once training has finished, while evaluate runs. Waiting for the
     # train marker alone races the evaluate step's history row on a loaded machine.
-    db = _settings(home).history_db
+    db = _settings(home).layout.job_history_db
 
     def evaluating() -> bool:
         if not (_marker_dir(home, day) / "train.json").exists() or not db.is_file():
@@ -276,7 +276,7 @@ def test_schedule_once_runs_the_due_job(done_home: Path) -> None:
         "--once",
         env=_env(done_home, FRESHCAST_DAILY_CRON="* * * * *", FRESHCAST_RETRAIN_CRON="0 0 1 1 *"),
     )
-    rows = read_history(_settings(done_home).history_db)
+    rows = read_history(_settings(done_home).layout.job_history_db)
     scheduled = rows.filter(rows["job"] == "schedule:daily")
     assert scheduled["status"].to_list() == ["done"]
     listing = CliRunner().invoke(app, ["jobs"], env=_env(done_home))

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.cli import app
-from pipelines.evaluation.forecast import evaluate_forecast, fold_splits
 from pipelines.data.contract import FORECAST_SCHEMA
+from pipelines.evaluation.forecast import evaluate_forecast, fold_splits
 
 runner = CliRunner()
 ALL = "lgbm,neural,ensemble,ssa,seasonal_naive,moving_average"

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from models.recovery import DayBlock
 from models.recovery.base import HOURS
 from pipelines.cli import app
+from pipelines.data.io import scan_split
 from pipelines.errors import DataError
 from pipelines.evaluation.recovery import (
     ALL_METHODS,
@@ -21,7 +22,6 @@ from pipelines.evaluation.recovery import (
     resolve_methods,
     score_hidden,
 )
-from pipelines.data.io import scan_split
 from pipelines.recovery.recover import day_block_from_daily, prepare_daily
 
 

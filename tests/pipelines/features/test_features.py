@@ -13,17 +13,16 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from models.forecasters.lgbm import stack_horizons
-from pipelines.features.build import (
-    FeatureConfig,
-    _lag,
-    _window_mean,
-    _window_sum,
-    _with_position,
-    _with_running_totals,
-    build_features,
-    build_panel,
-)
 from pipelines.data.contract import HIERARCHY_COLUMNS
+from pipelines.features.build import build_features, build_panel
+from pipelines.features.config import FeatureConfig
+from pipelines.features.windows import (
+    lag,
+    window_mean,
+    window_sum,
+    with_position,
+    with_running_totals,
+)
 
 START = date(2024, 3, 28)
 SMALL = FeatureConfig(lags=(1, 2, 3), seasonal_lags=(7, 14), windows=(3, 7), stockout_windows=(7,))
@@ -218,12 +217,12 @@ def test_running_total_windows_equal_per_series_rolling() -> None:
     )
     got = (
         frame.lazy()
-        .pipe(_with_position)
-        .pipe(_with_running_totals, {"past": _lag(pl.col("y"), 1)})
+        .pipe(with_position)
+        .pipe(with_running_totals, {"past": lag(pl.col("y"), 1)})
         .select(
-            *(_window_mean("past", w).alias(f"m{w}") for w in (1, 7, 28)),
-            *(_window_sum("past", w).alias(f"s{w}") for w in (1, 7, 28)),
-            _lag(pl.col("y"), 5).alias("lag5"),
+            *(window_mean("past", w).alias(f"m{w}") for w in (1, 7, 28)),
+            *(window_sum("past", w).alias(f"s{w}") for w in (1, 7, 28)),
+            lag(pl.col("y"), 5).alias("lag5"),
         )
         .collect()
     )

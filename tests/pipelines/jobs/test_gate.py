@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.serving.registry import decide_promotion
+from pipelines.jobs.gate import decide_promotion
 
 
 def test_first_model_is_promoted_when_unbiased() -> None:

@@ -9,8 +9,8 @@ import pytest
 from filelock import FileLock
 
 from pipelines.jobs.history import read_history
-from pipelines.settings import load_settings
 from pipelines.jobs.runner import JobLockedError, Step, run_job
+from pipelines.settings import load_settings
 
 
 @pytest.fixture
@@ -56,14 +56,11 @@ def test_failure_is_recorded_and_the_next_run_resumes(settings) -> None:
             settings, job="t", business_date="2024-06-02", steps=_counting_steps(calls, fail_on)
         )
     assert calls == ["a"]
-    hist = read_history(settings.history_db)
+    hist = read_history(settings.layout.job_history_db)
     failed = hist.filter(hist["status"] == "failed")
     assert failed["step"].to_list() == ["b"]
     assert failed["error"].to_list() == ["b broke"]
-    events = [
-        json.loads(line)
-        for line in (settings.work_dir / "logs" / "jobs.jsonl").read_text().splitlines()
-    ]
+    events = [json.loads(line) for line in (settings.layout.job_log).read_text().splitlines()]
     assert [(e["step"], e["status"]) for e in events] == [
         ("a", "running"),
         ("a", "done"),
@@ -78,10 +75,10 @@ def test_failure_is_recorded_and_the_next_run_resumes(settings) -> None:
 
 
 def test_second_run_is_locked_out(settings) -> None:
-    settings.lock_file.parent.mkdir(parents=True)
+    settings.layout.lock_file.parent.mkdir(parents=True)
     with (
-        FileLock(str(settings.lock_file)),
+        FileLock(str(settings.layout.lock_file)),
         pytest.raises(JobLockedError, match="another freshcast job"),
     ):
         run_job(settings, job="t", business_date="2024-06-03", steps=_counting_steps([]))
-    assert not (settings.work_dir / "jobs" / "t" / "2024-06-03").exists()
+    assert not (settings.layout.job_markers("t", "2024-06-03")).exists()

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.jobs import history
 from pipelines.errors import FreshcastError
+from pipelines.jobs import history
 from pipelines.jobs.schedule import ScheduledJob, due_jobs, last_fire_time, run_guarded
 from pipelines.settings import load_settings
 
@@ -28,7 +28,7 @@ def test_failure_is_recorded_and_not_raised(tmp_path: Path) -> None:
         raise RuntimeError("disk full")
 
     assert run_guarded(settings, ScheduledJob("daily", "* * * * *", boom)) is False
-    rows = history.read_history(settings.history_db)
+    rows = history.read_history(settings.layout.job_history_db)
     assert rows["status"].to_list() == ["failed"]
     assert rows["error"].to_list() == ["disk full"]
     assert run_guarded(settings, ScheduledJob("daily", "* * * * *", lambda s: None)) is True
@@ -39,9 +39,9 @@ def test_due_jobs_until_a_successful_run(tmp_path: Path) -> None:
     now = datetime.now(UTC)
     assert [j.name for j in due_jobs(settings, now)] == ["daily"]
     row = history.start_step(
-        settings.history_db, job="schedule:daily", business_date="x", step="daily"
+        settings.layout.job_history_db, job="schedule:daily", business_date="x", step="daily"
     )
-    history.end_step(settings.history_db, row, status="done")
+    history.end_step(settings.layout.job_history_db, row, status="done")
     assert due_jobs(settings, datetime.now(UTC)) == []
 
 

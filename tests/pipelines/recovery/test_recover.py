@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from models.recovery import make_recoverer, to_day_block
 from pipelines.cli import app
+from pipelines.data.contract import RECOVERED_SCHEMA, to_hourly
+from pipelines.data.io import scan_parquet, scan_split
 from pipelines.errors import DataError
 from pipelines.evaluation.recovery import subsample_series
-from pipelines.data.io import scan_parquet, scan_split
 from pipelines.recovery.recover import (
     CONTEXT_COLUMNS,
     day_block_from_daily,
@@ -21,7 +22,6 @@ from pipelines.recovery.recover import (
     recover_demand,
     run_recover,
 )
-from pipelines.data.contract import RECOVERED_SCHEMA, to_hourly
 
 FAST_LGBM = {"n_estimators": 10, "num_leaves": 7, "max_fit_series": 30, "n_threads": 1}
 

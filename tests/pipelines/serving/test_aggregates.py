@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipelines.serving import aggregates
-from pipelines.serving import queries as app_data
 from pipelines.data.contract import add_series_id
+from pipelines.serving import aggregates
+from pipelines import queries as app_data
 from tests.factories import hub_frame
 
 START = date(2024, 3, 28)
@@ -97,7 +97,7 @@ def test_write_and_load_latest_complete_build(frames, tmp_path: Path) -> None:  
     assert aggregates.load_aggregates(tmp_path) is None
     aggregates.write_aggregates(tmp_path, business.isoformat(), out)
     # A later, half-written build (no marker) is never read.
-    (aggregates.aggregates_dir(tmp_path) / "2099-01-01").mkdir()
+    (tmp_path / "2099-01-01").mkdir()
     loaded = aggregates.load_aggregates(tmp_path)
     assert loaded is not None
     assert set(loaded) == set(out)

@@ -1,4 +1,4 @@
-"""Read-only queries the Streamlit pages make. Paths come from settings only.
+"""Read-only queries the Streamlit pages make over the job's outputs. Paths come from settings only.
 
 Each function reads the project's configured data, the daily job's outputs or the
 registry; none writes anything or accepts a path from the user. Small per-series frames
@@ -13,21 +13,12 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.jobs import history
 from pipelines.data import io
 from pipelines.data.contract import SERIES_ID_FACTOR
+from pipelines.jobs import history
 from pipelines.settings import Settings
 
 COVARIATES = ("discount", "activity_flag", "holiday_flag", "precpt", "avg_temperature")
-
-
-def latest_output(work_dir: Path, kind: str) -> Path | None:
-    """The newest ``<work_dir>/<kind>/<YYYY-MM-DD>.parquet`` (kind: recovered, forecasts)."""
-    folder = work_dir / kind
-    if not folder.is_dir():
-        return None
-    files = sorted(p for p in folder.glob("????-??-??.parquet") if p.is_file())
-    return files[-1] if files else None
 
 
 def file_stamp(path: Path | None) -> float:
@@ -37,13 +28,9 @@ def file_stamp(path: Path | None) -> float:
 
 def scan_daily(settings: Settings) -> pl.LazyFrame | None:
     """The raw daily rows, train and eval together (typed), or None without a dataset."""
-    root = settings.data_dir
-    if not io.has_dataset(root):
+    if not io.has_dataset(settings.data_dir):
         return None
-    parts = [io.scan_split(root, "train")]
-    if io.split_path(root, "eval") is not None:
-        parts.append(io.scan_split(root, "eval"))
-    return pl.concat(parts, how="vertical_relaxed")
+    return io.scan_days(settings.data_dir)
 
 
 def dataset_bytes(settings: Settings) -> int:
@@ -95,7 +82,7 @@ def series_detail(settings: Settings, series_id: int) -> SeriesDetail:
         raw = pl.concat(parts, how="vertical_relaxed").sort("dt")
     frames = {}
     for kind in ("recovered", "forecasts"):
-        path = latest_output(settings.work_dir, kind)
+        path = settings.layout.latest(kind)
         frames[kind] = (
             series_rows(io.scan_parquet(path), store, product)
             if path is not None
@@ -154,7 +141,7 @@ def forecast_table(
     categories: list[int] | None = None,
 ) -> pl.DataFrame:
     """The latest forecast rows with city and category, filtered (empty when none)."""
-    path = latest_output(settings.work_dir, "forecasts")
+    path = settings.layout.latest("forecasts")
     if path is None:
         return pl.DataFrame()
     index = series_index.lazy().select("store_id", "product_id", "city_id", "first_category_id")
@@ -183,19 +170,19 @@ def forecast_table(
 
 def forecast_business_date(settings: Settings) -> date | None:
     """The business date of the latest forecast file, from its name."""
-    path = latest_output(settings.work_dir, "forecasts")
+    path = settings.layout.latest("forecasts")
     return date.fromisoformat(path.stem) if path is not None else None
 
 
 def continual_history(settings: Settings) -> pl.DataFrame | None:
     """``data/continual/history.parquet`` (refresh accuracy vs full retrain), if written."""
-    path = settings.work_dir / "continual" / "history.parquet"
+    path = settings.layout.continual_history
     return io.scan_parquet(path).collect() if path.is_file() else None
 
 
 def job_history(settings: Settings, *, limit: int = 500) -> pl.DataFrame:
     """The job history, newest first (empty without a history database)."""
-    return history.read_history(settings.history_db, limit=limit)
+    return history.read_history(settings.layout.job_history_db, limit=limit)
 
 
 def has_registry(settings: Settings) -> bool:

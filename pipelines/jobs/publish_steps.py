@@ -1,0 +1,56 @@
+"""The daily job's last steps: forecast D+1..D+7 with the champion, build the UI's aggregates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+
+from models.constants import HORIZON
+from pipelines.data import io
+from pipelines.errors import FreshcastError
+from pipelines.jobs.data_steps import DayInputs, future_days, history_through, recovered_history
+from pipelines.jobs.runner import StepContext
+from pipelines.jobs.tracking import step_run
+from pipelines.serving import registry
+from pipelines.serving.aggregates import build_aggregates, write_aggregates
+from pipelines.serving.forecast import forecast_requests, forecast_with_history
+
+
+def forecast_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
+    """Forecast D+1..D+7 with the champion's model from today's recovered history.
+
+    The champion may be older than D (the gate can keep it); its fitted model is reused,
+    but its features are built from the history as of D, never from its bundled snapshot.
+    """
+    registry.configure(ctx.settings.tracking_uri)
+    champion = registry.alias_version(registry.CHAMPION)
+    if champion is None:
+        raise FreshcastError(
+            "no champion model to forecast with: promote a version (`freshcast promote N`)"
+        )
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+    history = recovered_history(ctx, paths)
+    requests = forecast_requests(history.lazy(), future_days(paths), day=paths.day, horizon=HORIZON)
+    predictions = forecast_with_history(pyfunc.unwrap_python_model().model_, history, requests)
+    out = io.write_parquet(predictions, ctx.settings.layout.forecasts(paths.tag))
+    with step_run(ctx, "forecast"):
+        mlflow.set_tag("champion_version", str(champion.version))
+        mlflow.log_metrics(
+            {
+                "forecast/rows": predictions.height,
+                "forecast/total": float(predictions["yhat"].sum()),
+            }
+        )
+    return {"path": str(out), "rows": predictions.height, "champion_version": str(champion.version)}
+
+
+def aggregates_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
+    frames = build_aggregates(
+        history_through(paths),
+        io.scan_parquet(ctx.settings.layout.recovered(paths.tag)),
+        io.scan_parquet(ctx.settings.layout.forecasts(paths.tag)),
+        business_date=paths.day,
+    )
+    out = write_aggregates(ctx.settings.layout.aggregates, paths.tag, frames)
+    return {"path": str(out), "tables": sorted(frames)}
