@@ -8,7 +8,6 @@ are read on demand by filtering the parquet files lazily on ``series_id``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -166,12 +165,6 @@ def forecast_table(
         .sort("store_id", "product_id", "dt")
         .collect()
     )
-
-
-def forecast_business_date(settings: Settings) -> date | None:
-    """The business date of the latest forecast file, from its name."""
-    path = settings.layout.latest("forecasts")
-    return date.fromisoformat(path.stem) if path is not None else None
 
 
 def continual_history(settings: Settings) -> pl.DataFrame | None:

@@ -44,7 +44,7 @@ def evaluate_forecast_cmd(
         targets=tgts,
         folds=folds,
         series=series,
-        profile=profile,  # type: ignore[arg-type]
+        profile=profile,
     )
     for r in rows:
         if r["scope"] == "clean" and r.get("fold", "mean") == "mean":
@@ -136,8 +136,6 @@ def evaluate_continual_cmd(
     console.print(format_summary(rows))
     settings = settings_for(data)
     if os.environ.get("FRESHCAST_TRACKING_URI"):
-        run_id = log_to_mlflow(
-            rows, paths, settings.tracking_uri, settings.mlruns_dir / "artifacts"
-        )
+        run_id = log_to_mlflow(rows, paths, settings.tracking_uri, settings.layout.artifacts)
         console.print(f"logged to MLflow run {run_id}")
     console.print(f"wrote {', '.join(str(p) for p in paths.values())}")

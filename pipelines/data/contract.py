@@ -59,15 +59,6 @@ RECOVERED_SCHEMA: dict[str, pl.DataType] = {
     "imputed_hours": pl.Int32(),
 }
 
-# The internal hourly long view: one row per series-hour. Stage 1 works on this.
-HOURLY_SCHEMA: dict[str, pl.DataType] = {
-    "series_id": pl.Int64(),
-    "dt": pl.Date(),
-    "hour": pl.Int8(),
-    "sale": pl.Float64(),
-    "stockout": pl.Int8(),
-}
-
 FORECAST_SCHEMA: dict[str, pl.DataType] = {
     "store_id": pl.Int64(),
     "product_id": pl.Int64(),
@@ -91,31 +82,3 @@ def series_id_expr() -> pl.Expr:
 def add_series_id(frame: pl.LazyFrame) -> pl.LazyFrame:
     """Add `series_id` from store_id and product_id, as the first column."""
     return frame.select(series_id_expr(), pl.all())
-
-
-def to_hourly(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Explode daily rows into the hourly long view.
-
-    Reads `series_id`, `dt`, `hours_sale`, `hours_stock_status`; returns the columns
-    of :data:`HOURLY_SCHEMA`, sorted by series, day and hour.
-    """
-    return (
-        frame.select(
-            "series_id",
-            "dt",
-            pl.int_ranges(0, HOURS, dtype=pl.Int8).alias("hour"),
-            pl.col("hours_sale").alias("sale"),
-            pl.col("hours_stock_status").cast(pl.List(pl.Int8)).alias("stockout"),
-        )
-        .explode("hour", "sale", "stockout")
-        .sort("series_id", "dt", "hour")
-    )
-
-
-def from_hourly(hourly: pl.LazyFrame, *, value: str, out: str) -> pl.LazyFrame:
-    """Collect an hourly column back into a 24-long list per series-day (hour order)."""
-    return (
-        hourly.sort("series_id", "dt", "hour")
-        .group_by("series_id", "dt", maintain_order=True)
-        .agg(pl.col(value).alias(out))
-    )

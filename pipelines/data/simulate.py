@@ -119,7 +119,7 @@ def _base_rates(h: prof.Hierarchy, rng: np.random.Generator) -> np.ndarray:
     log_rate = product[h.product_id] + store[h.store_id] + series
     # The published series all sell regularly (the lowest series mean is 0.22 a day, the
     # highest 19): clip the log rate instead of letting the tails make dead or absurd series.
-    return np.exp(1.88 + np.clip(log_rate - log_rate.mean(), -0.85, 3.3))
+    return np.asarray(np.exp(1.88 + np.clip(log_rate - log_rate.mean(), -0.85, 3.3)))
 
 
 def _build_world(config: SimulationConfig) -> _World:

@@ -96,7 +96,7 @@ def _store_sizes(n_series: int, n_stores: int, cap: int, rng: np.random.Generato
         room = cap - sizes
         take = np.argsort(-room, kind="stable")[: min(deficit, int((room > 0).sum()))]
         sizes[take] += 1
-    return sizes
+    return np.asarray(sizes)
 
 
 def build_hierarchy(n_series: int, rng: np.random.Generator) -> Hierarchy:
@@ -198,7 +198,7 @@ def weather(
     n_stores = len(store_city)
 
     def store_view(city_values: np.ndarray, noise: float) -> np.ndarray:
-        return city_values[store_city] + rng.normal(0.0, noise, (n_stores, n_days))
+        return np.asarray(city_values[store_city] + rng.normal(0.0, noise, (n_stores, n_days)))
 
     return {
         "precpt": np.round(np.clip(store_view(rain_c, 0.2), 0.0, 42.5), 4),
@@ -219,7 +219,7 @@ def demand_profiles(n_first: int, rng: np.random.Generator) -> np.ndarray:
     tilt = rng.normal(0.0, 0.2, (n_first, 1))
     bump = rng.normal(0.0, 0.1, (n_first, HOURS))
     profiles = base * np.exp(tilt * hours + bump)
-    return profiles / profiles.sum(axis=1, keepdims=True)
+    return np.asarray(profiles / profiles.sum(axis=1, keepdims=True))
 
 
 def realism_metrics(frame: pl.LazyFrame | pl.DataFrame) -> dict[str, float]:

@@ -149,7 +149,9 @@ def _schema_errors(name: str, schema: dict[str, pl.DataType]) -> list[Finding]:
     return errors
 
 
-def _first_rows(frame: pl.DataFrame, mask: pl.Expr, columns: list[str]) -> tuple[int, list[dict]]:
+def _first_rows(
+    frame: pl.DataFrame, mask: pl.Expr, columns: list[str]
+) -> tuple[int, list[dict[str, Any]]]:
     hits = frame.filter(mask)
     examples = hits.head(MAX_EXAMPLES).select(pl.col("_row").alias("row"), *columns).to_dicts()
     return hits.height, examples

@@ -19,6 +19,7 @@ from typing import Any
 
 import polars as pl
 
+from models.constants import HORIZON
 from models.forecasters import Forecaster
 from models.forecasters.ensemble import EnsembleForecaster
 from models.metrics import score_forecast
@@ -37,7 +38,6 @@ DEFAULT_MODELS: tuple[str, ...] = (
     "moving_average",
 )
 TARGETS: tuple[Target, ...] = ("recovered", "censored")
-HORIZON = 7
 
 
 def fold_splits(

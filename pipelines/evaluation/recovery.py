@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -54,7 +55,7 @@ def resolve_methods(method: str) -> tuple[str, ...]:
     return names
 
 
-def recover_with(method: str, block: DayBlock, **opts) -> tuple[np.ndarray, float]:
+def recover_with(method: str, block: DayBlock, **opts: Any) -> tuple[np.ndarray, float]:
     """Fit ``method`` on ``block`` and recover it; returns (demand (n, 24), seconds)."""
     t0 = time.perf_counter()
     if method == FLOOR:
@@ -104,7 +105,9 @@ def decoupling_score(block: DayBlock, daily: np.ndarray) -> float:
     cnt = np.bincount(code, minlength=k).astype(np.float64)
 
     def centred(v: np.ndarray) -> np.ndarray:
-        return v - (np.bincount(code, weights=v, minlength=k) / np.maximum(cnt, 1))[code]
+        return np.asarray(
+            v - (np.bincount(code, weights=v, minlength=k) / np.maximum(cnt, 1))[code]
+        )
 
     xc, yc = centred(x), centred(y)
     sxy = np.bincount(code, weights=xc * yc, minlength=k)
@@ -121,8 +124,8 @@ def evaluate_masking(
     rates: Sequence[float] = (0.3,),
     variants: Sequence[str] = ("uniform", "demand"),
     seed: int = 0,
-    method_opts: dict[str, dict] | None = None,
-) -> list[dict]:
+    method_opts: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """The masking protocol: one row per (rate, variant, method)."""
     rows = []
     for rate in rates:
@@ -165,8 +168,8 @@ def evaluate_real_stockouts(
     methods: Sequence[str],
     *,
     truth: np.ndarray | None = None,
-    method_opts: dict[str, dict] | None = None,
-) -> list[dict]:
+    method_opts: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """Recover the unmasked data: decoupling score, and truth scores when given.
 
     Args:
@@ -263,8 +266,8 @@ def evaluate_recovery(
     variants: Sequence[str] = ("uniform", "demand"),
     series: int | None = None,
     seed: int = 0,
-    method_opts: dict[str, dict] | None = None,
-) -> list[dict]:
+    method_opts: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
     """All recovery scores for a dataset folder: masking, decoupling, and truth if present."""
     for rate in rates:
         if not 0.0 < rate < 1.0:
@@ -283,7 +286,7 @@ def evaluate_recovery(
     return rows
 
 
-def run_evaluate_recovery(data_dir: Path, out: Path, **kwargs) -> list[dict]:
+def run_evaluate_recovery(data_dir: Path, out: Path, **kwargs: Any) -> list[dict[str, Any]]:
     """The ``evaluate recovery`` job: score and write the rows to ``out`` (JSON)."""
     rows = evaluate_recovery(data_dir, **kwargs)
     write_json(rows, out)

@@ -15,6 +15,7 @@ from pipelines.jobs.tracking import step_run
 from pipelines.serving import registry
 from pipelines.serving.aggregates import build_aggregates, write_aggregates
 from pipelines.serving.forecast import forecast_requests, forecast_with_history
+from pipelines.serving.pyfunc import load_champion_forecaster
 
 
 def forecast_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
@@ -29,10 +30,9 @@ def forecast_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
         raise FreshcastError(
             "no champion model to forecast with: promote a version (`freshcast promote N`)"
         )
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
     history = recovered_history(ctx, paths)
     requests = forecast_requests(history.lazy(), future_days(paths), day=paths.day, horizon=HORIZON)
-    predictions = forecast_with_history(pyfunc.unwrap_python_model().model_, history, requests)
+    predictions = forecast_with_history(load_champion_forecaster(), history, requests)
     out = io.write_parquet(predictions, ctx.settings.layout.forecasts(paths.tag))
     with step_run(ctx, "forecast"):
         mlflow.set_tag("champion_version", str(champion.version))

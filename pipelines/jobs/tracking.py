@@ -28,7 +28,7 @@ def parent_run_id(ctx: StepContext) -> str:
     ) as parent:
         run_id = parent.info.run_id
     io.write_json({"run_id": run_id}, parent_file)
-    return run_id
+    return str(run_id)
 
 
 def _run_tags(ctx: StepContext) -> dict[str, str]:

@@ -10,12 +10,14 @@ from typing import Any
 
 import mlflow
 
+from models.forecasters import Forecaster
 from pipelines.data import io
 from pipelines.errors import FreshcastError
 from pipelines.jobs.data_steps import DayInputs, recovered_history
 from pipelines.jobs.runner import StepContext
 from pipelines.jobs.tracking import step_run
 from pipelines.serving import registry
+from pipelines.serving.pyfunc import load_champion_forecaster
 from pipelines.training.recipe import Recipe, fit_recipe
 from pipelines.training.refresh import refresh_model
 
@@ -99,7 +101,7 @@ def train_step(
     }
 
 
-def _refreshable_champion(ctx: StepContext, recipe: Recipe, day: date) -> Any:
+def _refreshable_champion(ctx: StepContext, recipe: Recipe, day: date) -> Forecaster | None:
     """The champion's forecaster when a replay refresh applies to it, else None."""
     registry.configure(ctx.settings.tracking_uri)
     champion = registry.alias_version(registry.CHAMPION)
@@ -107,8 +109,7 @@ def _refreshable_champion(ctx: StepContext, recipe: Recipe, day: date) -> Any:
         return None
     if recipe.model not in ("lgbm", "neural"):
         return None
-    model = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
-    forecaster = model.unwrap_python_model().model_
+    forecaster = load_champion_forecaster()
     return forecaster if forecaster.train_end_ < day else None
 
 

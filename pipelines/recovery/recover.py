@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -92,7 +93,7 @@ def sort_by_series_day(frame: pl.DataFrame) -> pl.DataFrame:
 def day_block_from_daily(frame: pl.DataFrame) -> DayBlock:
     """The :class:`DayBlock` of a :func:`prepare_daily` frame.
 
-    Equal to ``to_day_block(to_hourly(frame), context)``, but reshapes the 24-long lists
+    Equal to ``to_day_block`` of the hourly long view (one row per series-hour), but reshapes the 24-long lists
     directly: on the full split this skips building and sorting a 108 M-row hourly frame
     (~17 s and ~4 GB on the reference machine), which the 20 s ``profile`` budget
     cannot afford. ``tests/pipelines/test_recover.py`` checks the equivalence.
@@ -176,7 +177,9 @@ def recover_demand(
     return recovered_frame(frame, block, demand)
 
 
-def run_recover(data_dir: Path, method: str = DEFAULT_METHOD, out: Path | None = None) -> dict:
+def run_recover(
+    data_dir: Path, method: str = DEFAULT_METHOD, out: Path | None = None
+) -> dict[str, Any]:
     """The ``recover`` job: recover the train split of ``data_dir`` and write it.
 
     Returns:

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from models.forecasters import Forecaster
-from pipelines.data.contract import COVARIATE_COLUMNS, FORECAST_SCHEMA, SERIES_ID_FACTOR
+from pipelines.data.contract import COVARIATE_COLUMNS, FORECAST_SCHEMA, series_id_expr
 from pipelines.data.io import scan_split, split_path, write_parquet
 from pipelines.errors import DataError
 from pipelines.features.config import FeatureConfig, Target
@@ -114,9 +114,7 @@ def forecast_with_history(
     model: Forecaster, history: pl.DataFrame, requests: pl.DataFrame
 ) -> pl.DataFrame:
     """Forecast request rows from the bundled history; unknown series are an error."""
-    series = requests.select(
-        (pl.col("store_id") * SERIES_ID_FACTOR + pl.col("product_id")).alias("series_id"), pl.all()
-    )
+    series = requests.select(series_id_expr(), pl.all())
     static = history.group_by("series_id").agg(
         pl.col(c).last()
         for c in history.columns

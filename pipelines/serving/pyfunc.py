@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import mlflow
 import pandas as pd
 import polars as pl
 from mlflow.entities.model_registry import ModelVersion
@@ -46,6 +47,15 @@ class DemandPyfunc(PythonModel):
     ) -> pd.DataFrame:
         requests = check_requests(model_input)
         return forecast_with_history(self.model_, self.history_, requests).to_pandas()
+
+
+def load_champion_forecaster() -> Forecaster:
+    """The forecaster inside the registry's champion (the tracking URI must be configured)."""
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+    wrapper = pyfunc.unwrap_python_model()
+    if not isinstance(wrapper, DemandPyfunc):
+        raise TypeError(f"the champion is not a freshcast model: {type(wrapper).__name__}")
+    return wrapper.model_
 
 
 def check_requests(frame: pd.DataFrame) -> pl.DataFrame:
@@ -85,7 +95,7 @@ def predict_pyfunc(model: Any, requests: pl.DataFrame) -> pl.DataFrame:
         out.with_columns(pl.col("dt").cast(pl.Date))
         .select(list(FORECAST_SCHEMA))
         .cast(pl.Schema(FORECAST_SCHEMA))
-    )  # type: ignore[arg-type]
+    )
 
 
 def log_and_register(
