@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from models.recovery import make_recoverer, to_day_block
 from pipelines.cli import app
-from pipelines.data.contract import RECOVERED_SCHEMA, to_hourly
+from pipelines.data.contract import HOURS, RECOVERED_SCHEMA
 from pipelines.data.io import scan_parquet, scan_split
 from pipelines.errors import DataError
 from pipelines.evaluation.recovery import subsample_series
@@ -24,6 +24,21 @@ from pipelines.recovery.recover import (
 )
 
 FAST_LGBM = {"n_estimators": 10, "num_leaves": 7, "max_fit_series": 30, "n_threads": 1}
+
+
+def to_hourly(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """The hourly long view (one row per series-hour), built independently of the fast path."""
+    return (
+        frame.select(
+            "series_id",
+            "dt",
+            pl.int_ranges(0, HOURS, dtype=pl.Int8).alias("hour"),
+            pl.col("hours_sale").alias("sale"),
+            pl.col("hours_stock_status").cast(pl.List(pl.Int8)).alias("stockout"),
+        )
+        .explode("hour", "sale", "stockout")
+        .sort("series_id", "dt", "hour")
+    )
 
 
 def check_recovered(daily: pl.DataFrame, out: pl.DataFrame) -> None:

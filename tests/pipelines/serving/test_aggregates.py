@@ -8,9 +8,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from pipelines import queries as app_data
 from pipelines.data.contract import add_series_id
 from pipelines.serving import aggregates
-from pipelines import queries as app_data
 from tests.factories import hub_frame
 
 START = date(2024, 3, 28)
