@@ -157,9 +157,13 @@ def ui(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
 ) -> None:
-    """Serve the Streamlit app (data, stockouts, forecasts, models, jobs) on HOST:PORT."""
-    import subprocess
+    """Serve the Streamlit app (data, stockouts, forecasts, models, jobs) on HOST:PORT.
+
+    Stopping the command (Ctrl+C, SIGTERM) stops the server too.
+    """
     import sys
+
+    from pipelines.cli.child import run_until_stopped
 
     # Found, not imported: the app is the layer above pipelines, started as its own process.
     spec = importlib.util.find_spec("app.streamlit_app")
@@ -186,4 +190,4 @@ def ui(
         "--theme.primaryColor",
         "#2a9d8f",
     ]
-    raise typer.Exit(subprocess.call(cmd))
+    raise typer.Exit(run_until_stopped(cmd))
