@@ -154,6 +154,33 @@ def read_json(path: Path) -> Any:
         raise DataError(f"not valid JSON ({exc})", file=path) from None
 
 
+def damage(path: Path) -> str | None:
+    """Why a file freshcast wrote can't be trusted (missing, empty, truncated), or None.
+
+    A cheap check of what a later step or the UI would read: a parquet file's footer and
+    schema, a JSON document, a pickle's final STOP opcode, a folder's presence.
+    """
+    if path.is_dir():
+        return None
+    if not path.is_file():
+        return "it is missing"
+    if path.stat().st_size == 0:
+        return "it is empty"
+    try:
+        if path.suffix == ".parquet":
+            pl.read_parquet_schema(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+        elif path.suffix == ".pkl":
+            with path.open("rb") as fh:
+                fh.seek(-1, 2)
+                if fh.read(1) != b".":  # every complete pickle ends with STOP
+                    return "it is truncated"
+    except Exception as exc:
+        return f"it is unreadable ({_first_line(exc)})"
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__

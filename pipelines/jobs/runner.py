@@ -105,8 +105,11 @@ def _run_locked(
         shutil.rmtree(ctx.marker_dir)
     if done_marker.is_file():
         records = {s.name: io.read_json(ctx.marker_dir / f"{s.name}.json") for s in steps}
-        console.print(f"{job} {business_date}: already done (use --force to run it again)")
-        return JobResult(job, business_date, "already done", records)
+        if not any(_damaged_output(r) for r in records.values()):
+            console.print(f"{job} {business_date}: already done (use --force to run it again)")
+            return JobResult(job, business_date, "already done", records)
+        # An output of a finished date was lost or corrupted: rebuild what is damaged.
+        done_marker.unlink()
     db = settings.layout.job_history_db
     interrupted = history.close_interrupted(db, job=job, business_date=business_date)
     if interrupted:
@@ -115,9 +118,22 @@ def _run_locked(
         marker = ctx.marker_dir / f"{step.name}.json"
         label = f"[{index}/{len(steps)}] {step.name}"
         if marker.is_file():
-            ctx.records[step.name] = io.read_json(marker)
-            console.print(f"{label}: done earlier, skipped")
-            continue
+            record = io.read_json(marker)
+            damaged = _damaged_output(record)
+            if damaged is None:
+                ctx.records[step.name] = record
+                console.print(f"{label}: done earlier, skipped")
+                continue
+            console.print(f"{label}: done earlier, but {damaged}: running it again")
+            _log_event(
+                settings,
+                job=job,
+                business_date=business_date,
+                step=step.name,
+                status="rebuilding",
+                reason=damaged,
+            )
+            marker.unlink()
         row = history.start_step(db, job=job, business_date=business_date, step=step.name)
         _log_event(settings, job=job, business_date=business_date, step=step.name, status="running")
         started = time.perf_counter()
@@ -153,3 +169,12 @@ def _run_locked(
         console.print(f"{label}: done in {record['seconds']:.1f}s", highlight=False)
     io.write_json({"steps": [s.name for s in steps]}, done_marker)
     return JobResult(job, business_date, "done", ctx.records)
+
+
+def _damaged_output(record: dict[str, Any]) -> str | None:
+    """Why a finished step's output (its record's ``path``) can't be trusted, or None."""
+    path = record.get("path")
+    if not isinstance(path, str):
+        return None
+    reason = io.damage(Path(path))
+    return None if reason is None else f"its output {path} {reason.removeprefix('it ')}"

@@ -82,3 +82,39 @@ def test_second_run_is_locked_out(settings) -> None:
     ):
         run_job(settings, job="t", business_date="2024-06-03", steps=_counting_steps([]))
     assert not (settings.layout.job_markers("t", "2024-06-03")).exists()
+
+
+@pytest.mark.parametrize("harm", ["truncate", "delete"])
+def test_a_damaged_output_is_rebuilt_not_trusted(settings, harm: str, capsys) -> None:
+    import polars as pl
+
+    out = settings.layout.recovered("2024-06-04")
+    calls: list[str] = []
+
+    def write(ctx):
+        calls.append("recover")
+        pl.DataFrame({"x": list(range(1000))}).write_parquet(out)
+        return {"path": str(out)}
+
+    def read(ctx):
+        calls.append("train")
+        return {"rows": pl.read_parquet(ctx.records["recover"]["path"]).height}
+
+    steps = [Step("recover", write), Step("train", read)]
+    out.parent.mkdir(parents=True)
+    assert run_job(settings, job="t", business_date="2024-06-04", steps=steps).status == "done"
+    if harm == "truncate":
+        out.write_bytes(out.read_bytes()[:100])
+    else:
+        out.unlink()
+    again = run_job(settings, job="t", business_date="2024-06-04", steps=steps)
+    assert again.status == "done"
+    assert calls == ["recover", "train", "recover"]  # only the damaged step runs again
+    assert pl.read_parquet(out).height == 1000
+    said = capsys.readouterr().err
+    assert "done earlier, but its output" in said
+    assert ("unreadable" if harm == "truncate" else "missing") in said
+    # Intact again: the next run is a no-op.
+    assert run_job(settings, job="t", business_date="2024-06-04", steps=steps).status == (
+        "already done"
+    )
