@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 
 class FreshcastError(Exception):
@@ -41,3 +43,18 @@ class DataError(FreshcastError):
             where.append(f"row {row}")
         prefix = f"{', '.join(where)}: " if where else ""
         super().__init__(prefix + message)
+
+
+class DataQualityError(FreshcastError):
+    """A day that keeps the contract but is implausible against its trailing weeks."""
+
+    exit_code = 2
+
+    def __init__(self, day: object, failed: Sequence[Any]) -> None:
+        self.day = day
+        self.failed = list(failed)
+        lines = "\n".join(f"  {c.describe()}" for c in self.failed)
+        super().__init__(
+            f"day {day} fails the data-quality gate; nothing was changed:\n{lines}\n"
+            f"If the day is right, rerun with `freshcast run --date {day} --accept-day {day}`."
+        )

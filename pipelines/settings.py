@@ -5,6 +5,8 @@ Environment:
     FRESHCAST_DATA: the dataset folder (hub layout). Default: ``data/raw``.
     FRESHCAST_TRACKING_URI: an MLflow tracking URI, e.g. a team's server.
     FRESHCAST_DAILY_CRON, FRESHCAST_RETRAIN_CRON: the schedules (5-field cron).
+    FRESHCAST_QUALITY_<NAME>: a bound of the data-quality gate, e.g.
+        FRESHCAST_QUALITY_CHAIN_LEVEL_MAX=2.5 (names: :class:`QualitySettings`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,21 @@ class GateSettings(BaseModel):
     wpe_limit: float = Field(0.10, gt=0, le=1)
 
 
+class QualitySettings(BaseModel):
+    """Bounds of the data-quality gate (see :class:`pipelines.data.quality.QualityBounds`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    chain_level_min: float = Field(0.5, gt=0)
+    chain_level_max: float = Field(2.0, gt=0)
+    series_level_min: float = Field(0.5, gt=0)
+    series_level_max: float = Field(2.0, gt=0)
+    zero_hours: float = Field(0.25, ge=0, le=1)
+    stockout_share: float = Field(0.30, ge=0, le=1)
+    missing_series: float = Field(0.10, ge=0, le=1)
+    covariates: float = Field(0.02, ge=0, le=1)
+
+
 class Settings(BaseModel):
     """Where freshcast reads and writes, and how its jobs behave. Build with :func:`load_settings`."""
 
@@ -37,6 +54,7 @@ class Settings(BaseModel):
     recovery_method: str = "lgbm"
     forecast_model: str = "lgbm"
     gate: GateSettings = GateSettings()
+    quality: QualitySettings = QualitySettings()
     daily_cron: str = "30 5 * * *"
     retrain_cron: str = "0 3 * * 0"
     # A smaller model configuration for tests and smoke runs.
@@ -67,5 +85,12 @@ def load_settings(**overrides: object) -> Settings:
     ):
         if var in env:
             values[key] = env[var]
+    quality = {
+        name: env[f"FRESHCAST_QUALITY_{name.upper()}"]
+        for name in QualitySettings.model_fields
+        if f"FRESHCAST_QUALITY_{name.upper()}" in env
+    }
+    if quality:
+        values["quality"] = QualitySettings.model_validate(quality)
     values.update(overrides)
     return Settings.model_validate(values)

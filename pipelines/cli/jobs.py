@@ -27,12 +27,24 @@ def run(
     ] = None,
     force: Annotated[bool, typer.Option(help="Run a finished date again from scratch.")] = False,
     retrain: Annotated[bool, typer.Option(help="Full retrain instead of a refresh.")] = False,
+    accept_day: Annotated[
+        list[datetime] | None,
+        typer.Option(
+            "--accept-day",
+            formats=["%Y-%m-%d"],
+            help="Use this day although it fails the data-quality gate (logged). Repeatable.",
+        ),
+    ] = None,
 ) -> None:
     """The daily job, end to end: ingest, recover, train, evaluate, register, gate, forecast."""
     from pipelines.jobs import daily
 
     result = daily.daily_job(
-        settings_for(data), business_date=day.date() if day else None, force=force, retrain=retrain
+        settings_for(data),
+        business_date=day.date() if day else None,
+        force=force,
+        retrain=retrain,
+        accept_days={d.date() for d in accept_day or ()},
     )
     if result.status == "done":
         gate = result.records.get("gate", {})

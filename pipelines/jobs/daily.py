@@ -8,7 +8,7 @@ under one parent run per job and date (:mod:`pipelines.jobs.tracking`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,9 @@ DAILY_JOB = "daily"
 REFRESH_JOB = "refresh"
 
 
-def build_steps(root: Path, day: date, *, retrain: bool) -> list[Step]:
+def build_steps(root: Path, day: date, *, retrain: bool, accept_day: bool = False) -> list[Step]:
     """The daily job's steps, bound to a dataset and a business date."""
-    paths = DayInputs(root, day)
+    paths = DayInputs(root, day, accept_day=accept_day)
     return [
         *model_steps(paths, lambda ctx: train_step(ctx, paths, retrain=retrain)),
         Step("forecast", lambda ctx: forecast_step(ctx, paths)),
@@ -62,12 +62,16 @@ def daily_job(
     business_date: date | None = None,
     force: bool = False,
     retrain: bool = False,
+    accept_days: Collection[date] = (),
 ) -> JobResult:
-    """Run the daily job for ``business_date`` (default: the data's last train day)."""
+    """Run the daily job for ``business_date`` (default: the data's last train day).
+
+    ``accept_days``: days an operator accepts although they fail the data-quality gate.
+    """
     registry.configure(settings.tracking_uri)
     root = ensure_dataset(settings)
     day = resolve_business_date(root, business_date)
-    steps = build_steps(root, day, retrain=retrain)
+    steps = build_steps(root, day, retrain=retrain, accept_day=day in accept_days)
     steps.append(Step("finish", finish_parent_run))
     return run_job(settings, job=DAILY_JOB, business_date=day.isoformat(), steps=steps, force=force)
 

@@ -7,20 +7,25 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import polars as pl
+from rich.console import Console
 
 from models.constants import HORIZON
 from pipelines.data import io
+from pipelines.data.quality import QualityBounds, check_day, day_figures
+from pipelines.errors import DataQualityError
 from pipelines.jobs.dataset import ingest
 from pipelines.jobs.runner import StepContext
 from pipelines.jobs.tracking import step_run
 from pipelines.serving import registry
+
+console = Console(stderr=True)
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,8 @@ class DayInputs:
 
     root: Path
     day: date
+    # An operator overruled the data-quality gate for this day (``run --accept-day``).
+    accept_day: bool = False
 
     @property
     def tag(self) -> str:
@@ -53,14 +60,41 @@ def recovered_history(ctx: StepContext, paths: DayInputs) -> pl.DataFrame:
 
 
 def ingest_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
+    """Validate the dataset, then judge day D against its trailing weeks (the quality gate).
+
+    A day that fails the gate stops the job here, before anything is recovered, trained,
+    registered or forecast, unless an operator accepted it (logged as such).
+    """
     report = ingest(paths.root)
+    figures = day_figures(io.scan_days(paths.root), paths.day)
+    checks = check_day(figures, paths.day, QualityBounds(**ctx.settings.quality.model_dump()))
+    failed = [c for c in checks if not c.ok]
+    if failed and not paths.accept_day:
+        raise DataQualityError(paths.day, failed)
+    if failed:
+        console.print(
+            f"[bold yellow]warning:[/] {paths.day} fails the data-quality gate and was accepted "
+            "by the operator (--accept-day):\n" + "\n".join(c.describe() for c in failed),
+            highlight=False,
+        )
     with step_run(ctx, "ingest"):
         train = report.summary.get("train", {})
         mlflow.log_metrics(
             {"data/rows": train.get("rows", 0), "data/series": train.get("series", 0)}
         )
+        mlflow.log_metrics({f"quality/{c.check}": c.value for c in checks})
+        mlflow.set_tags(
+            {
+                "quality/passed": str(not failed).lower(),
+                "quality/accepted_by_operator": str(bool(failed)).lower(),
+            }
+        )
         mlflow.log_dict(report.to_dict(), "validation.json")
-    return {"summary": json.loads(json.dumps(report.summary, default=str))}
+    return {
+        "summary": json.loads(json.dumps(report.summary, default=str)),
+        "quality": [asdict(c) | {"day": str(c.day)} for c in checks],
+        "accepted_by_operator": bool(failed),
+    }
 
 
 def recover_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:

@@ -1,0 +1,92 @@
+"""A day that fails the data-quality gate changes nothing until an operator accepts it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.data.simulate import SimulationConfig, write_simulation
+from pipelines.serving import registry
+from pipelines.settings import load_settings
+
+SIM = SimulationConfig(series=40, days=42, eval_days=3, seed=5)
+LAST_TRAIN_DAY = "2024-05-08"  # 42 days from 2024-03-28
+CORRUPT_DAY = "2024-05-09"
+
+
+def _freshcast(*args: str, home: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHCAST_")}
+    env.update(
+        {"FRESHCAST_HOME": str(home), "FRESHCAST_DATA": str(data), "FRESHCAST_PROFILE": "smoke"}
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A dataset whose first eval day has every sale ×10, and a home that ran the day before."""
+    data = tmp_path_factory.mktemp("data")
+    write_simulation(SIM, data)
+    ev = pl.read_parquet(data / "eval.parquet")
+    on_day = pl.col("dt") == CORRUPT_DAY
+    ev = ev.with_columns(
+        pl.when(on_day)
+        .then(pl.col("sale_amount") * 10)
+        .otherwise("sale_amount")
+        .alias("sale_amount"),
+        pl.when(on_day)
+        .then(pl.col("hours_sale").list.eval(pl.element() * 10))
+        .otherwise("hours_sale")
+        .alias("hours_sale"),
+    )
+    ev.write_parquet(data / "eval.parquet")
+    home = tmp_path_factory.mktemp("home")
+    first = _freshcast("run", home=home, data=data)
+    assert first.returncode == 0, first.stderr[-3000:]
+    return home, data
+
+
+def _versions(home: Path) -> int:
+    settings = load_settings(home=home)
+    registry.configure(settings.tracking_uri)
+    return registry.list_versions().height
+
+
+def test_a_corrupt_day_is_quarantined_and_changes_nothing(project: tuple[Path, Path]) -> None:
+    home, data = project
+    before = _versions(home)
+    proc = _freshcast("run", "--date", CORRUPT_DAY, home=home, data=data)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"day {CORRUPT_DAY} fails the data-quality gate" in proc.stderr
+    assert "chain_level" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert _versions(home) == before
+    assert not (home / "data" / "forecasts" / f"{CORRUPT_DAY}.parquet").exists()
+    assert not (home / "data" / "recovered" / f"{CORRUPT_DAY}.parquet").exists()
+
+
+def test_an_operator_can_accept_the_day(project: tuple[Path, Path]) -> None:
+    home, data = project
+    proc = _freshcast(
+        "run", "--date", CORRUPT_DAY, "--accept-day", CORRUPT_DAY, home=home, data=data
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "accepted by the operator" in proc.stderr
+    assert (home / "data" / "forecasts" / f"{CORRUPT_DAY}.parquet").is_file()
+    record = json.loads(
+        (home / "data" / "jobs" / "daily" / CORRUPT_DAY / "ingest.json").read_text()
+    )
+    assert record["accepted_by_operator"] is True
+    assert any(q["check"] == "chain_level" and not q["ok"] for q in record["quality"])
