@@ -261,6 +261,26 @@ def metric_bars(frame: pl.DataFrame, *, metric: str) -> alt.Chart:
     )
 
 
+def live_accuracy(frame: pl.DataFrame) -> alt.LayerChart:
+    """Live acc per version over business dates (lines), each beside the acc the gate
+    measured for it (dashed). Reads business_date, version, acc, gate_acc."""
+    base = alt.Chart(frame).encode(
+        color=alt.Color("version:N", legend=alt.Legend(orient="top", title="version"))
+    )
+    live = base.mark_line(point=True).encode(
+        x=alt.X("business_date:T", title="business date"),
+        y=alt.Y("acc:Q", title="acc (published protocol)", scale=alt.Scale(zero=False)),
+        tooltip=[
+            alt.Tooltip("business_date:T", title="as of"),
+            "version:N",
+            alt.Tooltip("acc:Q", title="live acc", format=".4f"),
+            alt.Tooltip("gate_acc:Q", title="gate acc", format=".4f"),
+        ],
+    )
+    gate = base.mark_rule(strokeDash=[4, 3]).encode(y="mean(gate_acc):Q")
+    return (live + gate).properties(height=220)
+
+
 _STATUS_COLOURS = {
     "done": FORECAST,
     "failed": STOCKOUT,

@@ -15,8 +15,8 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from pipelines.serving import aggregates
 from pipelines import queries as app_data
+from pipelines.serving import aggregates
 from pipelines.settings import Settings, load_settings
 
 RUN_HINT = (

@@ -173,6 +173,21 @@ def continual_history(settings: Settings) -> pl.DataFrame | None:
     return io.scan_parquet(path).collect() if path.is_file() else None
 
 
+def live_history(settings: Settings) -> pl.DataFrame | None:
+    """Each version's live acc, wpe and coverage per business date (published protocol over
+    the week's target days, all horizons), oldest first; None before the first scoring."""
+    files = settings.layout.live_files()
+    if not files:
+        return None
+    frames = [io.scan_parquet(f).collect() for f in files]
+    return (
+        pl.concat(frames, how="vertical_relaxed")
+        .filter((pl.col("target") == "sales_clean") & (pl.col("horizon") == 0))
+        .select("business_date", "version", "acc", "wpe", "coverage", "rows")
+        .sort("business_date", "version")
+    )
+
+
 def job_history(settings: Settings, *, limit: int = 500) -> pl.DataFrame:
     """The job history, newest first (empty without a history database)."""
     return history.read_history(settings.layout.job_history_db, limit=limit)

@@ -5,6 +5,7 @@ Environment:
     FRESHCAST_DATA: the dataset folder (hub layout). Default: ``data/raw``.
     FRESHCAST_TRACKING_URI: an MLflow tracking URI, e.g. a team's server.
     FRESHCAST_DAILY_CRON, FRESHCAST_RETRAIN_CRON: the schedules (5-field cron).
+    FRESHCAST_ALERT_WEBHOOK: a URL that live-accuracy alerts are POSTed to as JSON.
     FRESHCAST_QUALITY_<NAME>: a bound of the data-quality gate, e.g.
         FRESHCAST_QUALITY_CHAIN_LEVEL_MAX=2.5 (names: :class:`QualitySettings`).
 """
@@ -26,6 +27,9 @@ class GateSettings(BaseModel):
 
     acc_tolerance: float = Field(0.005, ge=0, le=1)
     wpe_limit: float = Field(0.10, gt=0, le=1)
+    # The champion is flagged when its rolling 7-day live acc falls this far below the acc
+    # the gate measured for it.
+    live_margin: float = Field(0.05, ge=0, le=1)
 
 
 class QualitySettings(BaseModel):
@@ -59,6 +63,8 @@ class Settings(BaseModel):
     retrain_cron: str = "0 3 * * 0"
     # A smaller model configuration for tests and smoke runs.
     profile: str = "default"
+    # Where a live-accuracy alert is POSTed as JSON (none: the log, the UI and a tag only).
+    alert_webhook: str | None = None
 
     @property
     def layout(self) -> Layout:
@@ -82,6 +88,7 @@ def load_settings(**overrides: object) -> Settings:
         ("profile", "FRESHCAST_PROFILE"),
         ("recovery_method", "FRESHCAST_RECOVERY_METHOD"),
         ("forecast_model", "FRESHCAST_FORECAST_MODEL"),
+        ("alert_webhook", "FRESHCAST_ALERT_WEBHOOK"),
     ):
         if var in env:
             values[key] = env[var]

@@ -1,4 +1,4 @@
-"""Models: registered versions, a run comparison, continual refresh, promote and roll back."""
+"""Models: registered versions, live accuracy, a run comparison, continual refresh, overrides."""
 
 from __future__ import annotations
 
@@ -17,6 +17,35 @@ s = common.settings()
 def _run_info(tracking_uri: str, run_id: str) -> tuple[dict[str, float], dict[str, str]]:
     return app_data.run_metrics(common.settings(), run_id), app_data.run_params(
         common.settings(), run_id
+    )
+
+
+def _live_section(versions: pl.DataFrame) -> None:
+    """Each version's live acc over time (its served forecasts, scored as days arrive),
+    beside the acc the gate measured for it."""
+    st.subheader("Live accuracy")
+    live = app_data.live_history(s)
+    if live is None or live.is_empty():
+        common.empty_state(
+            "No served forecast has been scored yet.",
+            "Each daily job scores the forecasts it served against the days that arrive "
+            "since; the second `freshcast run --date D` is the first to have any.",
+        )
+        return
+    gate = versions.select(pl.col("version").cast(pl.String), pl.col("acc").alias("gate_acc"))
+    live = live.join(gate, on="version", how="left")
+    st.altair_chart(charts.live_accuracy(live), width="stretch")
+    latest = live.group_by("version").agg(pl.all().sort_by("business_date").last())
+    st.dataframe(
+        latest.select("version", "business_date", "acc", "gate_acc", "wpe", "coverage", "rows")
+        .rename({"acc": "live acc (7 days)", "business_date": "as of"})
+        .sort("version"),
+        hide_index=True,
+        width="stretch",
+        column_config={
+            c: st.column_config.NumberColumn(format="%.4f")
+            for c in ("live acc (7 days)", "gate_acc", "wpe", "coverage")
+        },
     )
 
 
@@ -53,6 +82,10 @@ with common.guard("the registry"):
         )
         with right:
             st.altair_chart(charts.metric_bars(versions, metric="acc"), width="stretch")
+
+        if best and best.get("live_alert"):
+            st.warning(f"**Live accuracy alert.** {best['live_alert']}", icon=":material/warning:")
+        _live_section(versions)
 
         st.subheader("Compare two runs")
         labels = {

@@ -14,6 +14,8 @@ writes: the folders are made by :mod:`pipelines.data.io` when a file is written.
         models/<day>/refreshed.pkl   ``freshcast refresh --model FILE``
         models/<model>-<target>.pkl  ``freshcast train``
         forecasts/<day>.parquet      the served forecasts
+        ledger/made_on=<day>/        every served forecast, kept (append-only)
+        live/<day>.parquet           the ledger scored against the actuals of <day>
         metrics/<day>.json           the day's backtest rows
         replay/<model>/<day>/        the replay buffer, staged per day
         continual/history.parquet    refresh vs full-fit history (Models page)
@@ -78,6 +80,20 @@ class Layout:
     def replay(self, model: str) -> Path:
         """The replay buffers of one forecaster kind; each day stages its own copy below."""
         return self.data / "replay" / model
+
+    @property
+    def ledger(self) -> Path:
+        """The forecast ledger: ``made_on=<day>/version=<v>.parquet`` partitions."""
+        return self.data / "ledger"
+
+    def live(self, day: str) -> Path:
+        """The ledger's live scores as of a business date."""
+        return self.data / "live" / f"{day}.parquet"
+
+    def live_files(self) -> list[Path]:
+        """Every business date's live scores, oldest first."""
+        folder = self.data / "live"
+        return sorted(folder.glob(DAY_FILE_GLOB)) if folder.is_dir() else []
 
     @property
     def continual_history(self) -> Path:

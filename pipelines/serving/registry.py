@@ -162,6 +162,28 @@ def version_metrics(version: ModelVersion) -> dict[str, float]:
     return dict(MlflowClient().get_run(version.run_id).data.metrics)
 
 
+def get_version(version: str | int) -> ModelVersion | None:
+    """A registered version of the model, or None when there is no such version."""
+    try:
+        return MlflowClient().get_model_version(MODEL_NAME, str(version))
+    except MlflowException:
+        return None
+
+
+def log_version_metrics(version: ModelVersion, metrics: Mapping[str, float], *, step: int) -> None:
+    """Log metrics on the run that produced ``version`` (e.g. its live scores, day by day)."""
+    if not version.run_id:
+        return
+    client = MlflowClient()
+    for key, value in metrics.items():
+        client.log_metric(version.run_id, key, float(value), step=step)
+
+
+def tag_version(version: ModelVersion, tags: Mapping[str, str]) -> None:
+    for key, value in tags.items():
+        MlflowClient().set_model_version_tag(MODEL_NAME, version.version, key, value)
+
+
 def list_versions() -> pl.DataFrame:
     """Registered versions with their aliases, run metrics and tags, newest first."""
     client = MlflowClient()
@@ -186,6 +208,8 @@ def list_versions() -> pl.DataFrame:
                 "run_id": v.run_id,
                 "acc": metrics.get("eval/acc"),
                 "wpe": metrics.get("eval/wpe"),
+                "live_acc": metrics.get("live/acc"),
+                "live_alert": v.tags.get("live/alert", ""),
             }
         )
     return pl.DataFrame(rows)

@@ -142,8 +142,15 @@ def test_models(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     assert m["Champion"].startswith("v")
     assert int(m["Registered versions"]) >= 1
     assert m["Compute saved"].endswith("%")  # from data/continual/history.parquet
-    assert charts(at) == 2  # acc per version, continual refresh
-    assert len(at.dataframe) == 4  # versions, metrics, params, refresh history
+    # acc per version, live acc over time (the second day scores the first's forecast),
+    # continual refresh
+    assert charts(at) == 3
+    assert any(h.value == "Live accuracy" for h in at.subheader)
+    # versions, latest live acc per version, metrics, params, refresh history
+    assert len(at.dataframe) == 5
+    live = at.dataframe[1].value
+    assert list(live["version"]) == ["1"]
+    assert 0 < live["live acc (7 days)"].iloc[0] <= 1
     # The override needs the confirmation box: without it nothing changes.
     at.text_input(key="models-reason").input("testing").run()
     at.form_submit_button[0].click().run()

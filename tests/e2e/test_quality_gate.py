@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import polars as pl
@@ -20,8 +22,10 @@ LAST_TRAIN_DAY = "2024-05-08"  # 42 days from 2024-03-28
 CORRUPT_DAY = "2024-05-09"
 
 
-def _freshcast(*args: str, home: Path, data: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHCAST_")}
+def _freshcast(
+    *args: str, home: Path, data: Path, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHCAST_")} | extra
     env.update(
         {"FRESHCAST_HOME": str(home), "FRESHCAST_DATA": str(data), "FRESHCAST_PROFILE": "smoke"}
     )
@@ -77,16 +81,59 @@ def test_a_corrupt_day_is_quarantined_and_changes_nothing(project: tuple[Path, P
     assert not (home / "data" / "recovered" / f"{CORRUPT_DAY}.parquet").exists()
 
 
-def test_an_operator_can_accept_the_day(project: tuple[Path, Path]) -> None:
+class _Webhook(BaseHTTPRequestHandler):
+    received: list[dict[str, object]] = []  # noqa: RUF012 - the module's scratch list
+
+    def do_POST(self) -> None:
+        _Webhook.received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_operator_can_accept_the_day_and_the_champion_is_flagged(
+    project: tuple[Path, Path],
+) -> None:
+    """Accepted, the ×10 day is scored against the champion's forecast of it: live acc
+    collapses, and the champion is flagged in the log, on its version and at the webhook."""
     home, data = project
-    proc = _freshcast(
-        "run", "--date", CORRUPT_DAY, "--accept-day", CORRUPT_DAY, home=home, data=data
-    )
+    server = HTTPServer(("127.0.0.1", 0), _Webhook)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        proc = _freshcast(
+            "run",
+            "--date",
+            CORRUPT_DAY,
+            "--accept-day",
+            CORRUPT_DAY,
+            home=home,
+            data=data,
+            FRESHCAST_ALERT_WEBHOOK=f"http://127.0.0.1:{server.server_address[1]}/alerts",
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "accepted by the operator" in proc.stderr
     assert (home / "data" / "forecasts" / f"{CORRUPT_DAY}.parquet").is_file()
-    record = json.loads(
-        (home / "data" / "jobs" / "daily" / CORRUPT_DAY / "ingest.json").read_text()
-    )
+    markers = home / "data" / "jobs" / "daily" / CORRUPT_DAY
+    record = json.loads((markers / "ingest.json").read_text())
     assert record["accepted_by_operator"] is True
     assert any(q["check"] == "chain_level" and not q["ok"] for q in record["quality"])
+    # Both days' forecasts are in the ledger; the first day's are scored on the corrupt day.
+    assert len(list((home / "data" / "ledger").glob("made_on=*/version=*.parquet"))) == 2
+    live = json.loads((markers / "live.json").read_text())
+    assert live["live_acc"]["1"] < 0.5
+    assert "champion v1" in live["alert"]
+    assert "live acc" in proc.stderr  # the WARNING log line
+    assert _Webhook.received
+    assert _Webhook.received[0]["version"] == "1"
+    settings = load_settings(home=home)
+    registry.configure(settings.tracking_uri)
+    version = registry.get_version(1)
+    assert version is not None
+    assert "live acc" in version.tags["live/alert"]
+    assert registry.version_metrics(version)["live/acc"] < 0.5
