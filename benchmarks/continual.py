@@ -29,11 +29,11 @@ from typing import Any, NoReturn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import RESULTS_DIR, format_table
-from models.continual.strategies import LGBM_REFRESH, NEURAL_REFRESH, UpdateConfig
+from benchmarks.common import RESULTS_DIR, format_table
+from models.forecasters.update import LGBM_REFRESH, NEURAL_REFRESH, UpdateConfig
+from pipelines.errors import FreshcastError
 from research.continual.protocol import ARMS, ContinualConfig, evaluate_continual
 from research.continual.report import TARGETS, merge_runs, summary_table, write_report
-from pipelines.errors import FreshcastError
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frn50k"
 
@@ -44,7 +44,7 @@ def _lgbm(**kwargs: Any) -> UpdateConfig:
 
 
 # Extra settings for the frontier: cheaper and dearer updates than A3's default
-# (models.continual.strategies.LGBM_REFRESH: 10 trees at 0.04, 1 replayed window per new one).
+# (models.forecasters.update.LGBM_REFRESH: 10 trees at 0.04, 1 replayed window per new one).
 VARIANTS = (
     # The previous default, kept to compare the two settings within one run.
     ("k20r2", "lgbm", _lgbm(trees=20, learning_rate=0.02, replay_ratio=2.0)),

@@ -29,12 +29,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import polars as pl
 
-from benchmarks._common import emit
-from models.continual.strategies import NEURAL_REFRESH, update_model
-from models.forecasters.base import with_origin
+from benchmarks.common import emit
 from models.continual.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
+from models.continual.strategies import update_model
+from models.forecasters.neural import NeuralForecaster
+from models.forecasters.panel import with_origin
+from models.forecasters.update import NEURAL_REFRESH
+from pipelines.features.panel import make_panel
+from pipelines.training.fit import fit_model
 from research.continual.protocol import load_history, model_config, score_origin
-from pipelines.training.fit import fit_model, make_panel
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frn50k"
 GROUP = "management_group_id"
@@ -100,7 +103,7 @@ def _row(label: str, model: Any, level: float, score: dict[str, float], rows: in
         "trained on": label,
         "trained windows": rows,
         "forecast / frozen": round(level, 4),
-        "level_": round(float(getattr(model, "level_", 1.0)), 4),
+        "level_": round(model.level_ if isinstance(model, NeuralForecaster) else 1.0, 4),
         "acc": round(score["acc"], 4),
         "wpe": round(score["wpe"], 4),
     }

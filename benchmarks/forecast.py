@@ -23,12 +23,15 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import RESULTS_DIR, emit, measure, peak_rss_mb  # noqa: E402
+from benchmarks.common import RESULTS_DIR, emit, measure, peak_rss_mb  # noqa: E402
 from models.forecasters import Forecaster, default_config  # noqa: E402
 from models.forecasters.ensemble import EnsembleForecaster  # noqa: E402
 from models.metrics import score_forecast  # noqa: E402
-from pipelines.training.fit import fit_model, forecast_days, make_panel, sample_series  # noqa: E402
 from pipelines.data.io import scan_split, write_json, write_parquet  # noqa: E402
+from pipelines.features.config import Target  # noqa: E402
+from pipelines.features.panel import make_panel, sample_series  # noqa: E402
+from pipelines.serving.forecast import forecast_days  # noqa: E402
+from pipelines.training.fit import fit_model  # noqa: E402
 
 CUT = date(2024, 6, 18)  # day 83 of the 90-day train split
 MODELS = ("lgbm", "neural", "ensemble", "ssa", "seasonal_naive", "moving_average")
@@ -94,6 +97,14 @@ def run_mlforecast(hist: pl.LazyFrame, fut: pl.LazyFrame) -> tuple[pl.DataFrame,
     return out, seconds, cpu
 
 
+def _target(name: str) -> Target:
+    if name == "recovered":
+        return "recovered"
+    if name == "censored":
+        return "censored"
+    raise SystemExit(f"unknown target {name!r}: use recovered and/or censored")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "frn50k")
@@ -157,9 +168,15 @@ def main() -> None:
         )
         print(f"stage-1 recovery: {m_rec.seconds:.1f} s", flush=True)
 
-    for target in args.targets.split(","):
+    def recovery(_history: pl.LazyFrame) -> pl.DataFrame:
+        if recovered is None:
+            raise RuntimeError("stage 1 has not run: --targets has no 'recovered'")
+        return recovered
+
+    for target_name in args.targets.split(","):
+        target = _target(target_name)
         with measure() as m_feat:
-            panel, spec = make_panel(hist, fut, target=target, recovery=lambda _h: recovered)  # type: ignore[arg-type,return-value]
+            panel, spec = make_panel(hist, fut, target=target, recovery=recovery)
         fitted: dict[str, Forecaster] = {}
         # The ensemble goes last so it can reuse its fitted members.
         for name in sorted(models, key=lambda m: m == "ensemble"):
@@ -172,15 +189,15 @@ def main() -> None:
                         target=target,
                     )
                 else:
-                    model = fit_model(name, panel, spec, target=target)  # type: ignore[arg-type]
+                    model = fit_model(name, panel, spec, target=target)
             fitted[name] = model
             with measure() as m_pred:
                 pred = model.predict(panel)
             # What `freshcast forecast` does once stage 1 has run: features for the forecast
             # days only (a 28-day window), then predict. Stage 1 has its own budget.
             with measure() as m_fc:
-                forecast_days(model, hist, fut, recovery=lambda _h: recovered)  # type: ignore[arg-type,return-value]
-            extra = {
+                forecast_days(model, hist, fut, recovery=recovery)
+            extra: dict[str, Any] = {
                 "feature_seconds": round(m_feat.seconds, 2),
                 "fit_seconds": round(m_fit.seconds, 2),
                 "fit_cpu_seconds": round(m_fit.cpu_seconds, 2),
@@ -189,8 +206,8 @@ def main() -> None:
                 "load_avg": round(os.getloadavg()[0], 2),
                 "peak_mb": round(max(m_feat.peak_mb, m_fit.peak_mb, m_pred.peak_mb), 1),
             }
-            if name == "ensemble":
-                extra["weights"] = [round(float(w), 3) for w in model.weights_]  # type: ignore[attr-defined]
+            if isinstance(model, EnsembleForecaster):
+                extra["weights"] = [round(float(w), 3) for w in model.weights_]
             add(name, target, pred, extra)
         del panel, fitted
 
@@ -237,7 +254,7 @@ def main() -> None:
             "peak_mb": round(peak_rss_mb(), 1),
         }
     )
-    table = [
+    table: list[dict[str, Any]] = [
         {
             k: r.get(k)
             for k in (

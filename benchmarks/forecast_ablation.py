@@ -34,13 +34,13 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import emit  # noqa: E402
+from benchmarks.common import emit  # noqa: E402
 from models.forecasters import default_config, make_forecaster  # noqa: E402
 from models.metrics import score_forecast  # noqa: E402
 from models.recovery import make_recoverer  # noqa: E402
-from pipelines.training.fit import make_panel, sample_series, spec_dict  # noqa: E402
 from pipelines.data.io import scan_split  # noqa: E402
 from pipelines.recovery.recover import day_block_from_daily, prepare_daily, recovered_frame  # noqa: E402
+from pipelines.training.fit import make_panel, sample_series, spec_dict  # noqa: E402
 
 CUT = date(2024, 6, 18)  # day 83 of the 90-day train split
 

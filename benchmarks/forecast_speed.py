@@ -2,7 +2,7 @@
 
 Fits one model (default lgbm) through day 83, then times, several times each:
 
-* ``forecast``: :func:`pipelines.training.fit.forecast_days` from the recovered history and the
+* ``forecast``: :func:`pipelines.serving.forecast.forecast_days` from the recovered history and the
   forecast days' covariates to the forecast frame: panel, features for the forecast days
   only (a 28-day window plus per-series priors), predict, bands. Stage 1 is not in it: the
   daily job's recover step runs it once and has its own budget (benchmarks/recovery.py).
@@ -34,10 +34,12 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import emit, measure  # noqa: E402
-from pipelines.training.fit import fit_model, forecast_days, make_panel, sample_series  # noqa: E402
+from benchmarks.common import emit, measure  # noqa: E402
 from pipelines.data.io import scan_split  # noqa: E402
+from pipelines.features.panel import make_panel, sample_series  # noqa: E402
 from pipelines.recovery.recover import recover_demand  # noqa: E402
+from pipelines.serving.forecast import forecast_days  # noqa: E402
+from pipelines.training.fit import fit_model  # noqa: E402
 
 CUT = date(2024, 6, 18)  # day 83 of the 90-day train split
 

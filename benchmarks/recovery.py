@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import emit, measure
+from common import emit, measure
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "frn50k"
 

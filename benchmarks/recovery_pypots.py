@@ -64,10 +64,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import Measurement, emit, measure  # noqa: E402
+from benchmarks.common import Measurement, emit, measure  # noqa: E402
 from models.recovery import DEFAULT_METHOD, DayBlock, enforce_invariants  # noqa: E402
 from models.recovery.base import BUSINESS, N_BUSINESS  # noqa: E402
 from models.recovery.masks import MaskSpec, hidden_rate, sample_mask  # noqa: E402
+from pipelines.data.io import scan_split  # noqa: E402
 from pipelines.evaluation.recovery import (  # noqa: E402
     FLOOR,
     MASK_VARIANTS,
@@ -75,7 +76,6 @@ from pipelines.evaluation.recovery import (  # noqa: E402
     score_hidden,
     subsample_series,
 )
-from pipelines.data.io import scan_split  # noqa: E402
 from pipelines.recovery.recover import day_block_from_daily, prepare_daily  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "frn50k"

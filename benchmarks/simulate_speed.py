@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import emit, measure
+from common import emit, measure
 
 from pipelines.data.simulate import SimulationConfig, simulate, write_simulation
 

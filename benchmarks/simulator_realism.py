@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl
-from _common import emit
+from common import emit
 
 from pipelines.data.io import require_split, scan_raw
 from pipelines.data.simulate import SimulationConfig, simulate

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit, measure
+from common import emit, measure
 
 from pipelines.data.validate import validate_dataset
 

@@ -14,7 +14,15 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-QUANTILES: tuple[float, ...] = (0.1, 0.5, 0.9)
+from models.constants import QUANTILES
+
+
+def _mean(values: pl.Series) -> float:
+    """The mean of a numeric column (a column without values has none: TypeError)."""
+    value = values.mean()
+    if not isinstance(value, int | float):
+        raise TypeError(f"{values.name!r} has no values to average")
+    return float(value)
 
 
 def clean_rows(frame: pl.DataFrame) -> pl.DataFrame:
@@ -83,8 +91,8 @@ def score_forecast(
     yhat = frame["yhat"].to_numpy()
     total = float(np.abs(y).sum())
     out: dict[str, float] = {
-        "acc": float(days["acc"].mean()),  # type: ignore[arg-type]
-        "wpe": float(days["wpe"].mean()),  # type: ignore[arg-type]
+        "acc": _mean(days["acc"]),
+        "wpe": _mean(days["wpe"]),
         "wape": float(np.abs(yhat - y).sum() / total) if total > 0 else float("nan"),
         "pooled_wpe": float((yhat - y).sum() / total) if total > 0 else float("nan"),
         "mae": float(np.abs(yhat - y).mean()),

@@ -70,7 +70,16 @@ with common.guard("the registry"):
         left, right = st.columns([3, 2])
         left.dataframe(
             versions.select(
-                "version", "aliases", "kind", "business_date", "acc", "wpe", "created", "run_id"
+                "version",
+                "aliases",
+                "kind",
+                "business_date",
+                "acc",
+                "wpe",
+                "live_acc",
+                "live_alert",
+                "created",
+                "run_id",
             ),
             hide_index=True,
             width="stretch",
@@ -78,6 +87,8 @@ with common.guard("the registry"):
                 "business_date": "trained through",
                 "acc": st.column_config.NumberColumn(format="%.4f"),
                 "wpe": st.column_config.NumberColumn(format="%.4f"),
+                "live_acc": st.column_config.NumberColumn("live acc", format="%.4f"),
+                "live_alert": "live alert",
             },
         )
         with right:

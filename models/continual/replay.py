@@ -27,6 +27,8 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from models.forecasters.panel import last_day
+
 WINDOW_COLUMNS: tuple[str, ...] = ("series_id", "dt", "stratum", "priority")
 MANIFEST_VERSION = 1
 
@@ -144,8 +146,8 @@ class ReplayBuffer:
             .drop("_rank", "_cap")
             .sort("dt", "series_id")
         )
-        top = keys["dt"].max()
-        self.last_dt_ = top if self.last_dt_ is None or top > self.last_dt_ else self.last_dt_  # type: ignore[operator,assignment]
+        top = last_day(keys)
+        self.last_dt_ = top if self.last_dt_ is None or top > self.last_dt_ else self.last_dt_
         return self
 
     def _capacities(self) -> dict[str, int]:
@@ -224,7 +226,7 @@ def refresh_set(
     Returns:
         ``series_id``, ``dt``, ``replay`` (bool): new windows first, then replayed ones.
     """
-    if new.height and new["dt"].max() > through:  # type: ignore[operator]
+    if new.height and last_day(new) > through:
         raise ValueError(f"a new window ends after {through}: that would train on the future")
     fresh = new.select("series_id", "dt").unique().sort("dt", "series_id")
     drawn = buffer.sample(round(replay_ratio * fresh.height), through=through)

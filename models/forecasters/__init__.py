@@ -1,11 +1,12 @@
-"""Stage-2 forecasters behind one fit/predict interface (see :mod:`models.forecasters.base`)."""
+"""Stage-2 forecasters behind one interface (see :mod:`models.forecasters.base`): fit, predict,
+update, save and load."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
-from models.forecasters.base import PRED_COLUMNS, Forecaster
+from models.forecasters.base import Forecaster
 from models.forecasters.baselines import SSA, BaselineConfig, MovingAverage, SeasonalNaive
 from models.forecasters.ensemble import EnsembleConfig, EnsembleForecaster
 from models.forecasters.lgbm import LGBMConfig, LGBMForecaster
@@ -19,7 +20,6 @@ MODEL_NAMES: tuple[str, ...] = (
     "seasonal_naive",
     "moving_average",
 )
-Profile = Literal["default", "smoke"]
 
 _BASELINES: dict[str, type[Forecaster]] = {
     "ssa": SSA,
@@ -28,8 +28,9 @@ _BASELINES: dict[str, type[Forecaster]] = {
 }
 
 
-def default_config(name: str, profile: Profile = "default") -> Any:
-    """The config of model ``name`` for a profile (``smoke``: few trees, 1 short epoch)."""
+def default_config(name: str, profile: str = "default") -> Any:
+    """The config of model ``name`` for a profile: ``"smoke"`` (few trees, 1 short epoch);
+    any other profile takes the default config."""
     if name == "lgbm":
         cfg = LGBMConfig()
         return (
@@ -67,7 +68,7 @@ def make_forecaster(
     *,
     target: str = "recovered",
     features: dict[str, tuple[str, ...]] | None = None,
-    profile: Profile = "default",
+    profile: str = "default",
 ) -> Forecaster:
     """Build an unfitted forecaster.
 
@@ -106,7 +107,6 @@ def make_forecaster(
 
 __all__ = [
     "MODEL_NAMES",
-    "PRED_COLUMNS",
     "Forecaster",
     "default_config",
     "make_forecaster",

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
-from models.forecasters.base import Forecaster, last_history_day
+from models.forecasters.base import Forecaster
+from models.forecasters.panel import last_history_day
+from models.forecasters.update import Probe, UpdateConfig
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -55,13 +61,39 @@ def _split(panel: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return panel.filter(pl.col("dt") <= origin), panel.filter(pl.col("is_future"))
 
 
-class SeasonalNaive(Forecaster):
-    """Each forecast day repeats the same weekday of the last observed week."""
-
-    name = "seasonal_naive"
+class _RecentHistory(Forecaster):
+    """A baseline whose state is a statistic of recent history, read at predict time."""
 
     def _fit_core(self, panel: pl.DataFrame) -> None:
         return None
+
+    def _update_core(
+        self,
+        panel: pl.DataFrame,
+        windows: pl.DataFrame,
+        *,
+        through: date,
+        config: UpdateConfig | None,
+        probes: list[Probe],
+        replay_pool: pl.DataFrame | None,
+    ) -> dict[str, Any]:
+        """A baseline has nothing to learn from windows: its forecast is a statistic of the
+        history it is given at predict time. So an update refits it on the history through
+        ``through`` (free: no work), and the windows, config and probes are not read."""
+        self._fit_core(panel.filter((pl.col("dt") <= through) & ~pl.col("is_future")))
+        return {
+            "work": 0.0,
+            "rows": 0,
+            "probe_curve": [],
+            "probe_seconds": 0.0,
+            "probe_cpu_seconds": 0.0,
+        }
+
+
+class SeasonalNaive(_RecentHistory):
+    """Each forecast day repeats the same weekday of the last observed week."""
+
+    name = "seasonal_naive"
 
     def _predict_point(self, panel: pl.DataFrame) -> pl.DataFrame:
         hist, fut = _split(panel)
@@ -76,13 +108,10 @@ class SeasonalNaive(Forecaster):
         )
 
 
-class MovingAverage(Forecaster):
+class MovingAverage(_RecentHistory):
     """The mean of the last ``window`` observed days, flat over the horizon."""
 
     name = "moving_average"
-
-    def _fit_core(self, panel: pl.DataFrame) -> None:
-        return None
 
     def _predict_point(self, panel: pl.DataFrame) -> pl.DataFrame:
         hist, fut = _split(panel)
@@ -98,7 +127,7 @@ class MovingAverage(Forecaster):
         )
 
 
-class SSA(Forecaster):
+class SSA(_RecentHistory):
     """The published FreshRetailNet-50K SSA baseline ("similar scenario average").
 
     A forecast day is a softmax-weighted average of all history days, where a history day
@@ -109,9 +138,6 @@ class SSA(Forecaster):
     """
 
     name = "ssa"
-
-    def _fit_core(self, panel: pl.DataFrame) -> None:
-        return None
 
     def _predict_point(self, panel: pl.DataFrame) -> pl.DataFrame:
         hist, fut = _split(panel)
@@ -198,4 +224,5 @@ def _ssa_chunk(
     w = np.exp(logits)
     w /= w.sum(axis=-1, keepdims=True)
     ratio = season[fcls[:, :, None], hcls[:, None, :]]
-    return np.einsum("sfd,sd->sf", w * ratio, y)
+    out: FloatArray = np.einsum("sfd,sd->sf", w * ratio, y)
+    return out

@@ -8,13 +8,18 @@ to one that minimise WAPE on those days, then conformalises its own point foreca
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Self
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
-from models.forecasters.base import HORIZON, Forecaster
+from models.constants import HORIZON
+from models.forecasters.base import Forecaster
+from models.forecasters.update import Probe, UpdateConfig
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,10 @@ class EnsembleForecaster(Forecaster):
     """Fitted: ``members_`` (fitted forecasters) and ``weights_`` (one per member)."""
 
     name = "ensemble"
+
+    config: EnsembleConfig
+    members_: list[Forecaster]
+    weights_: npt.NDArray[np.float64]
 
     def __init__(
         self, config: EnsembleConfig, *, members: list[Forecaster], target: str = "recovered"
@@ -56,9 +65,15 @@ class EnsembleForecaster(Forecaster):
         )
 
     def fit(
-        self, panel: pl.DataFrame, *, calibration_days: int = HORIZON, refit: bool = True
+        self,
+        panel: pl.DataFrame,
+        *,
+        calibration_days: int = HORIZON,
+        refit: bool = True,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Self:
         """Fit every member, then learn the weights on their calibration forecasts."""
+        self._start_records(metadata)
         self.members_ = [
             m.fit(panel, calibration_days=calibration_days, refit=refit) for m in self.members
         ]
@@ -104,6 +119,34 @@ class EnsembleForecaster(Forecaster):
         self._calibrate(ens)
         self.calibration_ = ens
         return self
+
+    def _update_core(
+        self,
+        panel: pl.DataFrame,
+        windows: pl.DataFrame,
+        *,
+        through: date,
+        config: UpdateConfig | None,
+        probes: list[Probe],
+        replay_pool: pl.DataFrame | None,
+    ) -> dict[str, Any]:
+        """Update every member with its own default update; the weights, bias and bands
+        stay those of the fit. One config cannot suit every member, so none is taken;
+        probes are not scored (the members' curves are not the ensemble's)."""
+        if config is not None:
+            raise ValueError("an ensemble updates each member with its own default config")
+        infos = [
+            m.update(panel, windows, through=through, replay_pool=replay_pool)
+            for m in self.members_
+        ]
+        return {
+            "work": float(sum(i["work"] for i in infos)),
+            "rows": sum(i["rows"] for i in infos),
+            "probe_curve": [],
+            "probe_seconds": 0.0,
+            "probe_cpu_seconds": 0.0,
+            "members": infos,
+        }
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

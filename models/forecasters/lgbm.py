@@ -6,20 +6,29 @@ the series up to day t-h, the forecast origin), the target-day features at day t
 ``horizon`` is a feature. One model serves all 7 horizons (``strategy="global"``) or one
 model per horizon (``strategy="per_horizon"``). Recursion is avoided because it needs the
 feature code inside the model and compounds its own errors.
+
+The stacked rows are built in :mod:`models.forecasters.lgbm_rows`; the continual update
+(continue or refit the boosters on a refresh set) is :mod:`models.forecasters.lgbm_update`.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 
-from models.constants import series_day_increasing
-from models.forecasters.base import HORIZON, Forecaster, last_history_day
+from models.constants import HORIZON, series_day_increasing
+from models.forecasters.base import Forecaster
+from models.forecasters.lgbm_rows import forecast_rows, stack_horizons
+from models.forecasters.lgbm_update import train_on_windows, update_boosters
+from models.forecasters.panel import last_history_day
+from models.forecasters.update import LGBM_REFRESH, Probe, UpdateConfig
 
 
 @dataclass(frozen=True)
@@ -61,91 +70,32 @@ class LGBMConfig:
             raise ValueError("n_estimators and train_days must be >= 1")
 
 
-def stack_horizons(
-    panel: pl.DataFrame,
-    *,
-    origin_features: tuple[str, ...],
-    keep: tuple[str, ...],
-    horizons: range,
-    target_rows: pl.Expr,
-    fraction: float = 1.0,
-    seed: int = 0,
-) -> pl.DataFrame:
-    """One row per (target day, horizon): origin features read ``h - 1`` rows earlier.
-
-    Reads ``series_id``, ``dt`` (panel sorted by series and day); returns the rows selected
-    by ``target_rows`` for every horizon (a hashed ``fraction`` of them), with ``horizon``
-    added. The offset is the leakage guard: at horizon h the origin features come from day
-    t-h+1, which only saw targets up to day t-h. The source row must be the same series
-    exactly h-1 days earlier, else the origin features are null (a gap in a series' days
-    gives nulls, never a wrong day). Gathering only the kept rows by index is ~3x faster
-    than shifting every column of the panel once per horizon.
-    """
-    series = panel["series_id"].to_numpy()
-    day = panel["dt"].cast(pl.Int32).to_numpy()
-    # with_columns, not select: a literal such as pl.lit(True) must broadcast to every row.
-    wanted = panel.with_columns(target_rows.fill_null(False).alias("_rows"))["_rows"].to_numpy()
-    kept, origin = panel.select(keep), panel.select(origin_features)
-    parts = []
-    for h in horizons:
-        lag = h - 1
-        rows = wanted
-        if fraction < 1:
-            bucket = panel.select(pl.struct("series_id", "dt").hash(seed=seed + h) % 1_000_000)
-            rows = rows & (bucket.to_series().to_numpy() < int(fraction * 1_000_000))
-        target = np.flatnonzero(rows)
-        source = np.maximum(target - lag, 0)
-        same = (
-            (target >= lag)
-            & (series[source] == series[target])
-            & (day[target] - day[source] == lag)
-        )
-        index = pl.Series(source.astype(np.uint32))
-        if not same.all():
-            index = index.scatter(np.flatnonzero(~same), None)
-        parts.append(
-            pl.concat(
-                [kept[target], origin.select(pl.all().gather(index))], how="horizontal"
-            ).with_columns(pl.lit(h, dtype=pl.Int32).alias("horizon"))
-        )
-    return pl.concat(parts, how="vertical")
-
-
-def forecast_rows(
-    panel: pl.DataFrame,
-    origin: date,
-    origin_features: tuple[str, ...],
-    day_features: tuple[str, ...],
-) -> pl.DataFrame:
-    """One row per forecast day (horizons 1..7 after ``origin``), as the model reads it.
-
-    The rows :func:`stack_horizons` would give for the forecast days: at horizon h, day
-    ``origin + h`` reads its origin features at day ``t - h + 1 = origin + 1`` for every h,
-    so one join on that day replaces seven shifted copies of the panel. A series without
-    an ``origin + 1`` row gets nulls, as the shifted copies would.
-    """
-    days = (pl.col("dt") - pl.lit(origin)).dt.total_days()
-    future = panel.filter((days >= 1) & (days <= HORIZON))
-    first = future.filter(days == 1).select("series_id", *origin_features)
-    return (
-        future.select("series_id", "dt", *day_features)
-        .join(first, on="series_id", how="left")
-        .with_columns(days.cast(pl.Int32).alias("horizon"))
-    )
-
-
 class LGBMForecaster(Forecaster):
-    """Global LightGBM, direct over 7 horizons. Fitted: ``boosters_`` (one, or one per horizon)."""
+    """Global LightGBM, direct over 7 horizons.
+
+    Fitted: ``boosters_`` (one, or one per horizon) and ``train_rows_`` (stacked rows of the
+    last fit). ``replay_scores_``: raw scores of replayable rows cached by :meth:`update`
+    (see :mod:`models.forecasters.lgbm_update`); None before the first update.
+
+    The boosters are never modified in place: fit and update build new ones. That is what
+    makes :meth:`copy` cheap.
+    """
 
     name = "lgbm"
+
+    config: LGBMConfig
+    boosters_: list[lgb.Booster]
+    train_rows_: int
+    replay_scores_: pl.DataFrame | None = None
 
     def _feature_names(self, panel: pl.DataFrame) -> list[str]:
         c = self.config
         return [*c.origin_features, *c.target_day_features, *c.categorical, "horizon"]
 
-    def _params(self) -> dict[str, object]:
+    def params(self) -> dict[str, Any]:
+        """The LightGBM training parameters of the full fit."""
         c = self.config
-        params: dict[str, object] = {
+        params: dict[str, Any] = {
             "objective": {"l2": "regression", "l1": "regression_l1"}.get(c.objective, c.objective),
             "learning_rate": c.learning_rate,
             "num_leaves": c.num_leaves,
@@ -165,7 +115,8 @@ class LGBMForecaster(Forecaster):
         params.update(c.extra_params)
         return params
 
-    def _matrix(self, frame: pl.DataFrame) -> np.ndarray:
+    def matrix(self, frame: pl.DataFrame) -> npt.NDArray[np.float32]:
+        """The features the model reads from stacked rows, in ``feature_names_`` order."""
         return frame.select(pl.col(n).cast(pl.Float32) for n in self.feature_names_).to_numpy()
 
     def _fit_calibration_model(self, panel: pl.DataFrame) -> None:
@@ -200,13 +151,13 @@ class LGBMForecaster(Forecaster):
         self.boosters_ = []
         for g in groups:
             data = lgb.Dataset(
-                self._matrix(g),
+                self.matrix(g),
                 label=g["y"].to_numpy(),
                 feature_name=self.feature_names_,
                 categorical_feature=cats,
                 free_raw_data=True,
             )
-            self.boosters_.append(lgb.train(self._params(), data, num_boost_round=c.n_estimators))
+            self.boosters_.append(lgb.train(self.params(), data, num_boost_round=c.n_estimators))
         self.train_rows_ = train.height
         self.fit_work_ = getattr(self, "fit_work_", 0.0) + train.height * c.n_estimators
 
@@ -214,14 +165,14 @@ class LGBMForecaster(Forecaster):
         c = self.config
         origin = last_history_day(panel)
         fut = forecast_rows(panel, origin, c.origin_features, c.target_day_features + c.categorical)
-        yhat: np.ndarray = np.zeros(fut.height)
+        yhat: npt.NDArray[np.float64] = np.zeros(fut.height)
         if len(self.boosters_) == 1:
             yhat = np.asarray(
-                self.boosters_[0].predict(self._matrix(fut), num_threads=c.num_threads)
+                self.boosters_[0].predict(self.matrix(fut), num_threads=c.num_threads)
             )
         else:
             h = fut["horizon"].to_numpy()
-            x = self._matrix(fut)
+            x = self.matrix(fut)
             for i, booster in enumerate(self.boosters_):
                 mask = h == i + 1
                 if mask.any():
@@ -234,3 +185,39 @@ class LGBMForecaster(Forecaster):
         return pl.DataFrame({"feature": self.feature_names_, "gain": gain}).sort(
             "gain", descending=True
         )
+
+    # -- continual learning (see models.forecasters.lgbm_update) ----------------------------
+    def _update_core(
+        self,
+        panel: pl.DataFrame,
+        windows: pl.DataFrame,
+        *,
+        through: date,
+        config: UpdateConfig | None,
+        probes: list[Probe],
+        replay_pool: pl.DataFrame | None,
+    ) -> dict[str, Any]:
+        """``continue`` (add trees) or ``refit`` (leaf values), :data:`LGBM_REFRESH` by default.
+
+        With ``replay_pool``, the raw scores of the rows of windows that may be replayed are
+        kept in ``replay_scores_``, so a later replay only runs the trees added since.
+        """
+        cfg = config if config is not None else LGBM_REFRESH
+        # Lazy: only the windows' rows are read, not a filtered copy of the whole panel.
+        hist = panel.lazy().filter(pl.col("dt") <= through)
+        return update_boosters(self, hist, windows, cfg, probes, replay_pool)
+
+    def _fit_windows_core(
+        self, panel: pl.DataFrame, windows: pl.DataFrame, *, through: date, seed: int
+    ) -> dict[str, Any]:
+        """The full fit's trees and row share on the windows' stacked rows (``seed`` unused:
+        the config's seed draws the rows, as in the full fit)."""
+        return train_on_windows(self, panel.filter(pl.col("dt") <= through), windows)
+
+    def copy(self) -> LGBMForecaster:
+        """An independent copy that shares the boosters: an update or fit replaces them and
+        never modifies one, so a shallow copy is a copy (a deep one would serialise the
+        whole ensemble for nothing). The records are the copy's own."""
+        out = copy.copy(self)
+        out.metadata_, out.refresh_log_ = dict(self.metadata_), list(self.refresh_log_)
+        return out

@@ -5,29 +5,44 @@ Inputs per (series, origin): the last ``lookback`` days of ``y`` and of the stoc
 by a shared linear layer, as in TiDE), and static embeddings of the hierarchy ids. Targets
 are scaled by the series' lookback mean. The head emits, for each of the 7 days, a mean
 (the point forecast, volume-weighted ``point_loss``, MAE by default) and P10/P50/P90 (pinball loss).
+
+The net, its loss and its batches are :mod:`models.forecasters.neural_net`; the continual
+fine-tune is :mod:`models.forecasters.neural_update`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
-import lightning as L
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import torch
-from torch import nn
 
-from models.constants import COVARIATE_COLUMNS, HIERARCHY_COLUMNS
-from models.forecasters.base import HORIZON, Forecaster, last_history_day
+from models.constants import HORIZON
+from models.forecasters.base import Forecaster
+from models.forecasters.neural_net import (
+    KNOWN,
+    LEVEL_WINDOWS,
+    STATIC,
+    FloatArray,
+    IntArray,
+    RandomBatches,
+    TrainModule,
+    WindowArrays,
+)
+
+# Pickled forecasters name their nets' classes as ``models.forecasters.neural.TiDENet`` and
+# ``models.forecasters.neural._Residual`` (where they were defined before neural_net.py):
+# importing them here keeps those models loadable.
+from models.forecasters.neural_net import TiDENet as TiDENet
+from models.forecasters.neural_net import _Residual as _Residual
+from models.forecasters.neural_update import fine_tune
+from models.forecasters.panel import first_day, last_history_day
+from models.forecasters.update import NEURAL_REFRESH, Probe, UpdateConfig
 from models.training import cpu_trainer
-
-STATIC = HIERARCHY_COLUMNS
-KNOWN = COVARIATE_COLUMNS
-QS = (0.1, 0.5, 0.9)
-# Windows that measure a fit's in-sample level (~1 s on 2 cores).
-LEVEL_WINDOWS = 32_768
 
 
 @dataclass(frozen=True)
@@ -58,155 +73,35 @@ class NeuralConfig:
     nets: int = 2
 
 
-class _Residual(nn.Module):
-    def __init__(self, d_in: int, d_hidden: int, d_out: int, dropout: float) -> None:
-        super().__init__()
-        self.mlp = nn.Sequential(
-            nn.Linear(d_in, d_hidden), nn.ReLU(), nn.Linear(d_hidden, d_out), nn.Dropout(dropout)
-        )
-        self.skip = nn.Linear(d_in, d_out)
-        self.norm = nn.LayerNorm(d_out)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.mlp(x) + self.skip(x))
-
-
-class TiDENet(nn.Module):
-    """Dense encoder-decoder with a per-day temporal decoder and a linear lookback skip."""
-
-    def __init__(self, cfg: NeuralConfig, n_known: int, vocab_sizes: list[int]) -> None:
-        super().__init__()
-        lb, h = cfg.lookback, HORIZON
-        dims = [16 if n > 50 else 4 for n in vocab_sizes]
-        self.embs = nn.ModuleList(
-            [nn.Embedding(n + 1, d) for n, d in zip(vocab_sizes, dims, strict=True)]
-        )
-        emb_dim = sum(dims)
-        self.proj = nn.Linear(n_known, cfg.proj_dim)
-        d_in = 2 * lb + (lb + h) * cfg.proj_dim + emb_dim
-        self.encoder = nn.Sequential(
-            _Residual(d_in, cfg.hidden, cfg.hidden, cfg.dropout),
-            _Residual(cfg.hidden, cfg.hidden, cfg.hidden, cfg.dropout),
-        )
-        self.decoder = _Residual(cfg.hidden, cfg.hidden, h * cfg.decoder_dim, cfg.dropout)
-        self.temporal = _Residual(cfg.decoder_dim + cfg.proj_dim, 64, 4, 0.0)
-        self.skip = nn.Linear(lb, h * 4)
-        self.h, self.dd = h, cfg.decoder_dim
-
-    def forward(
-        self, y: torch.Tensor, so: torch.Tensor, known: torch.Tensor, static: torch.Tensor
-    ) -> torch.Tensor:
-        """Returns (batch, 7, 4): mean, P10, P50, P90 in scaled units."""
-        b = y.shape[0]
-        kp = self.proj(known)  # (b, lb+h, p)
-        emb = torch.cat([e(static[:, i]) for i, e in enumerate(self.embs)], dim=1)
-        z = self.encoder(torch.cat([y, so, kp.reshape(b, -1), emb], dim=1))
-        dec = self.decoder(z).reshape(b, self.h, self.dd)
-        out = self.temporal(torch.cat([dec, kp[:, -self.h :]], dim=2))
-        return out + self.skip(y).reshape(b, self.h, 4)
-
-
-def weighted_loss(
-    out: torch.Tensor, target: torch.Tensor, w: torch.Tensor, point_loss: str
-) -> torch.Tensor:
-    """The point head's MAE or MSE plus each quantile head's pinball loss, each a mean over
-    windows and horizon with window weights ``w`` (scaled units)."""
-    err = out[..., 0] - target
-    point = err.abs() if point_loss == "mae" else err**2
-    mse = (point * w[:, None]).mean()
-    pin = torch.zeros(())
-    for i, q in enumerate(QS):
-        d = target - out[..., i + 1]
-        pin = pin + (torch.maximum(q * d, (q - 1) * d) * w[:, None]).mean()
-    return mse + pin
-
-
-class _Module(L.LightningModule):
-    def __init__(self, net: TiDENet, lr: float, point_loss: str) -> None:
-        super().__init__()
-        self.net, self.lr, self.point_loss = net, lr, point_loss
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
-        y, so, known, static, target, scale = batch
-        out = self.net(y, so, known, static)
-        w = scale / scale.mean()  # volume weighting, like the metric's Σ|ŷ-y|
-        loss = weighted_loss(out, target, w, self.point_loss)
-        self.log("train/loss", loss, prog_bar=False)
-        return loss
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=1e-4)
-
-
-class _Batches(torch.utils.data.IterableDataset):
-    """Random (series, origin) windows, gathered with numpy fancy indexing per batch."""
-
-    def __init__(
-        self, arrays: _Arrays, origins: tuple[int, int], cfg: NeuralConfig, epoch_seed: int
-    ) -> None:
-        self.a, self.origins, self.cfg, self.seed = arrays, origins, cfg, epoch_seed
-
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        rng = np.random.default_rng(self.seed)
-        self.seed += 1
-        c = self.cfg
-        for _ in range(max(1, c.samples_per_epoch // c.batch_size)):
-            s = rng.integers(0, self.a.y.shape[0], c.batch_size)
-            o = rng.integers(self.origins[0], self.origins[1], c.batch_size)
-            yield self.a.window(s, o, c.lookback, with_target=True)
-
-
-class _Arrays:
-    """Dense (series, day) arrays built from the panel; day 0 is the panel's first day."""
-
-    def __init__(
-        self, y: np.ndarray, so: np.ndarray, known: np.ndarray, static: np.ndarray
-    ) -> None:
-        self.y, self.so, self.known, self.static = y, so, known, static
-
-    def observed_lookback(self, s: np.ndarray, o: np.ndarray, lb: int) -> np.ndarray:
-        """Whether each window has an observed day in its lookback (its scale is a mean of
-        those; with none it is ~0.1 and the window's forecast means nothing)."""
-        return np.isfinite(self.y[s[:, None], o[:, None] + np.arange(-lb, 0)]).any(axis=1)
-
-    def window(
-        self, s: np.ndarray, o: np.ndarray, lb: int, *, with_target: bool
-    ) -> tuple[torch.Tensor, ...]:
-        past = o[:, None] + np.arange(-lb, 0)
-        full = o[:, None] + np.arange(-lb, HORIZON)
-        y = self.y[s[:, None], past]
-        seen = ~np.isnan(y)
-        # Series mean over the lookback's observed days (0 when none: a brand-new series).
-        scale = np.nan_to_num(y).sum(axis=1) / np.maximum(seen.sum(axis=1), 1) + 0.1
-        t = lambda a: torch.as_tensor(np.nan_to_num(a), dtype=torch.float32)  # noqa: E731
-        out = [
-            t(y / scale[:, None]),
-            t(self.so[s[:, None], past]),
-            t(self.known[s[:, None], full]),
-            torch.as_tensor(self.static[s], dtype=torch.long),
-        ]
-        if with_target:
-            fut = o[:, None] + np.arange(HORIZON)
-            out.append(t(self.y[s[:, None], fut] / scale[:, None]))
-        out.append(t(scale))
-        return tuple(out)
-
-
 class NeuralForecaster(Forecaster):
     """TiDE-style global model.
 
-    Fitted: ``net_`` and ``extra_nets_`` (see ``NeuralConfig.nets``), ``vocab_``,
-    ``known_mean_``/``known_std_``; ``level_``, a factor on every head's output (1 after a
-    fit; a continual refresh resets it, see :meth:`in_sample_level`), and ``fit_level_``,
-    the fit's in-sample level.
+    Fitted: ``net_`` and ``extra_nets_`` (see ``NeuralConfig.nets``; :meth:`nets` gives
+    them all), ``vocab_``, ``known_mean_``/``known_std_``; ``level_``, a factor on every
+    head's output (1 after a fit; a continual refresh resets it, see :meth:`in_sample_level`),
+    and ``fit_level_``, the fit's in-sample level.
     """
 
     name = "neural"
 
+    config: NeuralConfig
+    net_: TiDENet
+    extra_nets_: list[TiDENet]
+    vocab_: dict[str, dict[int, int]]
+    known_mean_: FloatArray
+    known_std_: FloatArray
+    # Class defaults serve models pickled before the attribute existed.
+    level_: float = 1.0
+    fit_level_: float
+
     def _feature_names(self, panel: pl.DataFrame) -> list[str]:
         return ["y", "stock_hour6_22_cnt", *KNOWN, "dow", *STATIC]
 
-    def _arrays(self, panel: pl.DataFrame, start: date, days: int) -> tuple[np.ndarray, _Arrays]:
+    def arrays(
+        self, panel: pl.DataFrame, start: date, days: int
+    ) -> tuple[npt.NDArray[np.int64], WindowArrays]:
+        """The sorted series ids of ``panel`` and its dense arrays over ``days`` days from
+        ``start`` (day 0), with the fit's covariate scaling and hierarchy vocabulary."""
         grid = panel.select(
             "series_id",
             ((pl.col("dt") - pl.lit(start)).dt.total_days()).cast(pl.Int64).alias("d"),
@@ -236,7 +131,7 @@ class NeuralForecaster(Forecaster):
             [np.array([self.vocab_[c].get(int(v), 0) for v in first[c].to_list()]) for c in STATIC],
             axis=1,
         )
-        return series, _Arrays(y, so, known, static)
+        return series, WindowArrays(y, so, known, static)
 
     def _fit_core(self, panel: pl.DataFrame) -> None:
         c = self.config
@@ -249,11 +144,11 @@ class NeuralForecaster(Forecaster):
             col: {int(v): i + 1 for i, v in enumerate(hist[col].unique().sort().to_list())}
             for col in STATIC
         }
-        start: date = hist["dt"].min()  # type: ignore[assignment]
+        start = first_day(hist)
         days = (last_history_day(hist) - start).days + 1
         # Left-pad so the first origins have a full lookback of (empty) history.
         pad_start = start - timedelta(days=c.lookback)
-        _, arrays = self._arrays(hist, pad_start, days + c.lookback)
+        _, arrays = self.arrays(hist, pad_start, days + c.lookback)
         # Origin o is the index of the first target day in the padded arrays. Prefer origins
         # with a full real lookback: padded lookbacks scale by ~0 and blow up the targets.
         last_origin = c.lookback + days - HORIZON
@@ -264,12 +159,13 @@ class NeuralForecaster(Forecaster):
         nets = []
         for i in range(c.nets):
             torch.manual_seed(c.seed + i)
-            net = TiDENet(c, len(KNOWN) + 7, [len(self.vocab_[s]) for s in STATIC])
+            net = self.new_net()
             loader = torch.utils.data.DataLoader(
-                _Batches(arrays, (first_origin, last_origin + 1), c, c.seed + i), batch_size=None
+                RandomBatches(arrays, (first_origin, last_origin + 1), c, c.seed + i),
+                batch_size=None,
             )
             cpu_trainer(max_epochs=c.epochs).fit(
-                _Module(net, c.learning_rate, c.point_loss), loader
+                TrainModule(net, c.learning_rate, c.point_loss), loader
             )
             nets.append(net.eval())
         self.net_, self.extra_nets_ = nets[0], nets[1:]
@@ -283,11 +179,24 @@ class NeuralForecaster(Forecaster):
         ok = arrays.observed_lookback(s, o, c.lookback)
         self.fit_level_ = self.in_sample_level(arrays, s[ok], o[ok])
 
-    def forecast_windows(self, arrays: _Arrays, s: np.ndarray, o: np.ndarray) -> np.ndarray:
+    def new_net(self) -> TiDENet:
+        """An untrained net shaped for this model's config and fitted vocabulary (its initial
+        weights are drawn from torch's global generator: seed it first)."""
+        return TiDENet(self.config, len(KNOWN) + 7, [len(self.vocab_[s]) for s in STATIC])
+
+    def nets(self) -> list[TiDENet]:
+        """The model's nets: ``net_`` first, then ``extra_nets_`` (none in older pickles)."""
+        return [self.net_, *getattr(self, "extra_nets_", [])]
+
+    def set_nets(self, nets: list[TiDENet]) -> None:
+        """Replace the model's nets (the first becomes ``net_``)."""
+        self.net_, self.extra_nets_ = nets[0], nets[1:]
+
+    def forecast_windows(self, arrays: WindowArrays, s: IntArray, o: IntArray) -> FloatArray:
         """(windows, 7, 4) served outputs (mean, P10, P50, P90) at origins ``o`` of series
         rows ``s``: each net clipped at 0, averaged, times ``level_``."""
         c = self.config
-        nets = [self.net_, *getattr(self, "extra_nets_", [])]  # old pickles have one net
+        nets = self.nets()
         outs = [np.zeros((0, HORIZON, 4))]
         with torch.no_grad():
             for b0 in range(0, len(s), 8192):
@@ -299,9 +208,10 @@ class NeuralForecaster(Forecaster):
                     for net in nets
                 ]
                 outs.append(np.mean(per_net, axis=0))
-        return np.concatenate(outs) * getattr(self, "level_", 1.0)
+        served: FloatArray = np.concatenate(outs) * self.level_
+        return served
 
-    def in_sample_level(self, arrays: _Arrays, s: np.ndarray, o: np.ndarray) -> float:
+    def in_sample_level(self, arrays: WindowArrays, s: IntArray, o: IntArray) -> float:
         """Σ point forecast / Σ actual over the observed target days of windows (s, o).
 
         On windows the model trained on this is ~1 after a full fit (1.0007 on 50k real
@@ -324,7 +234,7 @@ class NeuralForecaster(Forecaster):
         torch.set_num_threads(c.num_threads)
         origin = last_history_day(panel)
         start = origin - timedelta(days=c.lookback - 1)
-        series, arrays = self._arrays(panel, start, c.lookback + HORIZON)
+        series, arrays = self.arrays(panel, start, c.lookback + HORIZON)
         pred = self.forecast_windows(
             arrays, np.arange(len(series)), np.full(len(series), c.lookback)
         )
@@ -344,4 +254,46 @@ class NeuralForecaster(Forecaster):
         ).with_columns(pl.col("dt").cast(pl.Date))
         return frame.join(
             panel.filter(pl.col("is_future")).select("series_id", "dt"), on=["series_id", "dt"]
+        )
+
+    # -- continual learning (see models.forecasters.neural_update) --------------------------
+    def _update_core(
+        self,
+        panel: pl.DataFrame,
+        windows: pl.DataFrame,
+        *,
+        through: date,
+        config: UpdateConfig | None,
+        probes: list[Probe],
+        replay_pool: pl.DataFrame | None,
+    ) -> dict[str, Any]:
+        """Fine-tune every net on the windows (:data:`NEURAL_REFRESH` by default), then
+        re-anchor ``level_``. ``replay_pool`` is not used."""
+        cfg = config if config is not None else NEURAL_REFRESH
+        hist = panel.filter(pl.col("dt") <= through)
+        return fine_tune(self, hist, windows, cfg, probes, scratch=False)
+
+    def _fit_windows_core(
+        self, panel: pl.DataFrame, windows: pl.DataFrame, *, through: date, seed: int
+    ) -> dict[str, Any]:
+        """Fresh nets trained on the windows with the full fit's recipe (:meth:`full_recipe`)."""
+        hist = panel.filter(pl.col("dt") <= through)
+        return fine_tune(self, hist, windows, self.full_recipe(seed=seed), [], scratch=True)
+
+    def full_recipe(self, *, seed: int = 0, **overrides: Any) -> UpdateConfig:
+        """The full fit's epochs and learning rate as an update config (one pass over the
+        given windows per epoch).
+
+        A4 trains with it from scratch on the buffer; the protocol's warm-start arms on every
+        window through t, from fresh or from the current weights (optionally after
+        shrink-and-perturb), which is how the warm-start penalty is measured. A full fit sets
+        its own level, so the recipe does not anchor it (``anchor_level`` off).
+        """
+        return UpdateConfig(
+            anchor_level=overrides.pop("anchor_level", False),
+            epochs=self.config.epochs,
+            fine_tune_lr=self.config.learning_rate,
+            seed=seed,
+            batch_size=min(self.config.batch_size, 1024),
+            **overrides,
         )

@@ -24,6 +24,8 @@ weekday, and the context columns discount, holiday_flag, activity_flag and weath
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightgbm as lgb
 import numpy as np
 
@@ -102,7 +104,8 @@ def spread(block: DayBlock, parts: ProfileParts, rows: np.ndarray, total: np.nda
     # A zero-share day (only possible with a degenerate shape) spreads evenly.
     uniform = hidden / np.maximum(hidden.sum(axis=1, keepdims=True), 1)
     weight = np.where(wsum > 0, weight / np.where(wsum > 0, wsum, 1.0), uniform)
-    return weight * np.maximum(total, 0.0)[:, None]
+    out: np.ndarray = weight * np.maximum(total, 0.0)[:, None]
+    return out
 
 
 class LGBMRecoverer(Recoverer):
@@ -137,7 +140,7 @@ class LGBMRecoverer(Recoverer):
         seed: int = 0,
         target: str = "ratio",
         stockout_day_weight: float = 0.0,
-        profile_opts: dict | None = None,
+        profile_opts: dict[str, Any] | None = None,
     ) -> None:
         self.stockout_day_weight = stockout_day_weight
         if target not in ("ratio", "scaled"):
@@ -240,11 +243,11 @@ class LGBMRecoverer(Recoverer):
         extrapolate flat, and the days that sell out are busier than the stockout-free
         days it trains on; a flat *ratio* keeps busy days busy, a flat level would not.
         """
-        scale = np.maximum(parts.usual_level[rows], 1e-3)
+        scale: np.ndarray = np.maximum(parts.usual_level[rows], 1e-3)
         if self.target == "scaled":
             return scale
         hours = block.stockout[rows] if target_hours is None else target_hours[rows]
-        hidden = (parts.estimate[rows] * hours).sum(axis=1)
+        hidden: np.ndarray = (parts.estimate[rows] * hours).sum(axis=1)
         return hidden + 0.05 * scale  # the floor keeps near-empty hidden spans finite
 
     def _estimate_block(self, block: DayBlock) -> np.ndarray:

@@ -62,11 +62,17 @@ def _sales_rank(sale: np.ndarray, code: np.ndarray, eligible: np.ndarray) -> np.
     n_inel = np.bincount(code, weights=~eligible, minlength=code.max() + 1 if len(code) else 0)
     n_el = np.bincount(code, weights=eligible, minlength=len(n_inel))
     # Ineligible days sort first (-inf), so subtract them from the position.
-    return (rank - n_inel[code] + 1) / np.maximum(n_el[code], 1)
+    pct: np.ndarray = (rank - n_inel[code] + 1) / np.maximum(n_el[code], 1)
+    return pct
 
 
 def _draw(
-    sale: np.ndarray, code: np.ndarray, eligible: np.ndarray, spec: MaskSpec, q: float, rng
+    sale: np.ndarray,
+    code: np.ndarray,
+    eligible: np.ndarray,
+    spec: MaskSpec,
+    q: float,
+    rng: np.random.Generator,
 ) -> np.ndarray:
     n = len(code)
     p = np.full(n, q)
@@ -116,7 +122,8 @@ def sample_mask(
     achieved = probe[:, BUSINESS].sum() / (n_el * N_BUSINESS)
     if achieved > 0:
         q *= spec.rate / achieved
-    return _draw(sale, series_code, eligible, spec, q, rng) & ~stockout
+    mask: np.ndarray = _draw(sale, series_code, eligible, spec, q, rng) & ~stockout
+    return mask
 
 
 def hidden_rate(mask: np.ndarray, stockout: np.ndarray) -> float:

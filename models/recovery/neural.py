@@ -75,11 +75,12 @@ class _Imputer(L.LightningModule):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        out: torch.Tensor = self.net(x)
+        return out
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, hidden = batch
-        pred = self(x)
+        pred: torch.Tensor = self(x)
         # Loss only on hidden hours (the masked-imputation objective), plus the error of
         # the hidden day total, which is what daily demand and WAPE depend on.
         n = hidden.sum().clamp(min=1.0)

@@ -82,13 +82,16 @@ class _Block:
             # Equal-length series (the usual panel): one batched matmul, no temporaries.
             d = int(lengths[0])
             w = np.stack(weights, axis=1).astype(np.float32).reshape(-1, d, 2).transpose(0, 2, 1)
-            return np.matmul(w, x.reshape(-1, d, HOURS)).astype(np.float64)
-        return np.stack(
+            batched: np.ndarray = np.matmul(w, x.reshape(-1, d, HOURS)).astype(np.float64)
+            return batched
+        stacked: np.ndarray = np.stack(
             [np.add.reduceat(x * w[:, None], self.starts, axis=0) for w in weights], axis=1
         ).astype(np.float64)
+        return stacked
 
     def seen_share(self, share_rows: np.ndarray) -> np.ndarray:
-        return np.einsum("ij,ij->i", self.observed, share_rows, dtype=np.float64)
+        share: np.ndarray = np.einsum("ij,ij->i", self.observed, share_rows, dtype=np.float64)
+        return share
 
 
 class ProfileRecoverer(Recoverer):
@@ -154,7 +157,8 @@ class ProfileRecoverer(Recoverer):
         prod = block.context.get("product_id")
         if prod is None:
             return np.full(len(starts), -1, dtype=np.int64)
-        return np.nan_to_num(prod[starts], nan=-1).astype(np.int64)
+        ids: np.ndarray = np.nan_to_num(prod[starts], nan=-1).astype(np.int64)
+        return ids
 
     # -- estimation ----------------------------------------------------------------------
     def _estimate_block(self, block: DayBlock) -> np.ndarray:
@@ -202,7 +206,8 @@ class ProfileRecoverer(Recoverer):
         if usual is None:
             return np.where(seen_share > 0, b.seen_sales / np.maximum(seen_share, 1e-9), 0.0)
         a = self.level_prior
-        return (b.seen_sales + a * usual) / (seen_share + a)
+        shrunk: np.ndarray = (b.seen_sales + a * usual) / (seen_share + a)
+        return shrunk
 
     @staticmethod
     def _usual_level(b: _Block, seen_share: np.ndarray) -> np.ndarray:

@@ -112,6 +112,7 @@ def evaluate_continual_cmd(
     profile: Annotated[str, typer.Option(help="bench (default), default or smoke.")] = "bench",
 ) -> None:
     """Compare refresh strategies (A0 frozen .. A4 buffer-only, A3w) day by day; write JSON + PNG."""
+    from models.constants import as_target
     from research.continual.protocol import ContinualConfig, evaluate_continual
     from research.continual.report import format_summary, log_to_mlflow, write_report
 
@@ -122,7 +123,9 @@ def evaluate_continual_cmd(
         raise FreshcastError(f"--target is censored or recovered, got {target!r}")
     if profile not in ("bench", "default", "smoke"):
         raise FreshcastError(f"--profile is bench, default or smoke, got {profile!r}")
-    config = ContinualConfig(warm_days=warm_days, steps=steps, target=target, profile=profile)  # type: ignore[arg-type]
+    config = ContinualConfig(
+        warm_days=warm_days, steps=steps, target=as_target(target), profile=profile
+    )
     rows = evaluate_continual(
         data,
         warm_days=warm_days,

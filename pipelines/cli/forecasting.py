@@ -26,6 +26,7 @@ def train(
     profile: Annotated[str, typer.Option(help="default, or smoke (tiny, for tests).")] = "default",
 ) -> None:
     """Train a 7-day forecaster on the whole train split and save it atomically."""
+    from models.constants import as_target
     from models.forecasters import MODEL_NAMES
     from pipelines.training.fit import run_train
 
@@ -35,7 +36,7 @@ def train(
         raise FreshcastError(f"unknown target {target!r}; choose recovered or censored")
     if profile not in ("default", "smoke"):
         raise FreshcastError(f"unknown profile {profile!r}; choose default or smoke")
-    _, info = run_train(data, model, target, out, profile=profile)  # type: ignore[arg-type]
+    _, info = run_train(data, model, as_target(target), out, profile=profile)
     console.print(
         f"trained {info['model']} on {info['target']} ({info['train_start']} to "
         f"{info['train_end']}) in {info['seconds']:.1f} s: {info['path']}",

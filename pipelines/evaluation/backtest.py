@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from models.forecasters.panel import last_day
 from models.metrics import clean_rows, score_forecast
 from pipelines.features.panel import STAGE1_COLUMNS, split_stage1
 from pipelines.serving.forecast import forecast_days
@@ -23,8 +24,7 @@ class BacktestResult:
 
 def backtest_recipe(recipe: Recipe, history: pl.DataFrame, *, days: int = 7) -> BacktestResult:
     """Fit on history up to ``days`` before its end; score the last ``days`` (published protocol)."""
-    end = history["dt"].max()
-    cut = end - timedelta(days=days)  # type: ignore[operator]
+    cut = last_day(history) - timedelta(days=days)
     past = history.filter(pl.col("dt") <= cut)
     window = history.filter(pl.col("dt") > cut)
     model = fit_recipe(recipe, past)

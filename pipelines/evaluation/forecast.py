@@ -19,13 +19,12 @@ from typing import Any
 
 import polars as pl
 
-from models.constants import HORIZON
+from models.constants import HORIZON, Target
 from models.forecasters import Forecaster
 from models.forecasters.ensemble import EnsembleForecaster
 from models.metrics import score_forecast
 from pipelines.data.io import scan_split, scan_truth, split_path, write_json
 from pipelines.errors import DataError
-from pipelines.features.config import Target
 from pipelines.features.panel import Recovery, make_panel, sample_series
 from pipelines.training.fit import fit_model
 
@@ -165,7 +164,7 @@ def evaluate_forecast(
 def _ensemble_config(profile: str) -> Any:
     from models.forecasters import default_config
 
-    return default_config("ensemble", profile)  # type: ignore[arg-type]
+    return default_config("ensemble", profile)
 
 
 def _with_fold_means(rows: list[dict[str, Any]], folds: int) -> list[dict[str, Any]]:

@@ -11,14 +11,13 @@
 """
 
 from pipelines.features.build import build_features, build_panel
-from pipelines.features.config import FeatureConfig, FeatureSpec, Target
+from pipelines.features.config import FeatureConfig, FeatureSpec
 from pipelines.features.panel import Recovery, make_panel, sample_series, split_stage1
 
 __all__ = [
     "FeatureConfig",
     "FeatureSpec",
     "Recovery",
-    "Target",
     "build_features",
     "build_panel",
     "make_panel",

@@ -23,7 +23,7 @@ from functools import partial
 import polars as pl
 import polars.selectors as cs
 
-from models.constants import series_day_increasing
+from models.constants import Target, series_day_increasing
 from pipelines.data.contract import COVARIATE_COLUMNS, HIERARCHY_COLUMNS
 from pipelines.features.config import (
     COVARIATE_WINDOW,
@@ -31,7 +31,6 @@ from pipelines.features.config import (
     TARGET_COLUMN,
     FeatureConfig,
     FeatureSpec,
-    Target,
 )
 from pipelines.features.windows import (
     add_conditional_means,

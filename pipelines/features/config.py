@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any
 
 from models.constants import HORIZON
 from pipelines.data.contract import BUSINESS_HOURS, HIERARCHY_COLUMNS
-
-Target = Literal["recovered", "censored"]
-
 
 TARGET_COLUMN = "y"
 
@@ -53,6 +51,12 @@ class FeatureConfig:
         # Same-weekday lags must reach back past the whole horizon to be known at horizon 7.
         if any(lag < HORIZON for lag in self.seasonal_lags):
             raise ValueError(f"seasonal lags must be >= {HORIZON}")
+
+
+def feature_config_of(metadata: Mapping[str, Any]) -> FeatureConfig:
+    """The feature configuration a model was fit with, from its ``metadata_`` (default if none)."""
+    recorded = metadata.get("feature_config", {})
+    return FeatureConfig(**{k: tuple(v) for k, v in recorded.items()})
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,10 @@ from datetime import date
 
 import polars as pl
 
+from models.constants import Target
 from pipelines.errors import FreshcastError
 from pipelines.features.build import add_static_features, build_features, build_panel
-from pipelines.features.config import FeatureConfig, FeatureSpec, Target
+from pipelines.features.config import FeatureConfig, FeatureSpec
 
 # A stage-1 recovery: daily rows in, series_id/dt/demand_amount/imputed_hours out.
 Recovery = Callable[[pl.LazyFrame], pl.DataFrame]

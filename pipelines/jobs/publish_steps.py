@@ -97,29 +97,42 @@ def live_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
             {"live/acc": row["acc"], "live/wpe": row["wpe"], "live/coverage": row["coverage"]},
             step=step,
         )
-    alert = _stale_champion(ctx, live_acc, paths.day)
+    alert = _stale_champion(ctx, live_acc, serving_version(book, paths.day), paths.day)
     return {"live_acc": live_acc, "alert": alert}
 
 
-def _stale_champion(ctx: StepContext, live_acc: dict[str, float], day: date) -> str | None:
-    """An alert when the champion's live acc is below the acc the gate measured − margin."""
-    champion = registry.alias_version(registry.CHAMPION)
-    if champion is None or str(champion.version) not in live_acc:
+def serving_version(book: pl.DataFrame, day: date) -> str | None:
+    """The version that served the newest forecast of ``day``: the champion as of D−1.
+
+    Judged, not today's champion: a promotion today has not served a single day yet.
+    """
+    rows = book.filter(pl.col("dt") == day)
+    if rows.is_empty():
         return None
-    live = live_acc[str(champion.version)]
-    gate_acc = registry.version_metrics(champion).get("eval/acc")
+    return str(rows.sort("made_on").row(-1, named=True)["version"])
+
+
+def _stale_champion(
+    ctx: StepContext, live_acc: dict[str, float], serving: str | None, day: date
+) -> str | None:
+    """An alert when the serving champion's live acc is below its gate acc − margin."""
+    version = None if serving is None else registry.get_version(serving)
+    if version is None or serving not in live_acc:
+        return None
+    live = live_acc[serving]
+    gate_acc = registry.version_metrics(version).get("eval/acc")
     margin = ctx.settings.gate.live_margin
     if gate_acc is None or live >= gate_acc - margin:
         return None
     message = (
-        f"champion v{champion.version}: live acc {live:.4f} over the week through {day} is "
-        f"more than {margin} below the {gate_acc:.4f} the gate measured"
+        f"champion v{serving}: live acc {live:.4f} over the week through {day} is more "
+        f"than {margin} below the {gate_acc:.4f} the gate measured"
     )
-    registry.tag_version(champion, {"live/alert": message})
+    registry.tag_version(version, {"live/alert": message})
     send_alert(
         message,
         webhook=ctx.settings.alert_webhook,
-        payload={"version": champion.version, "live_acc": live, "gate_acc": gate_acc, "day": day},
+        payload={"version": serving, "live_acc": live, "gate_acc": gate_acc, "day": day},
     )
     return message
 

@@ -55,7 +55,7 @@ def train_step(
             buffer_dir=buffer_dir,
             skip_when_due=not refresh_only,
         )
-        refresh_log = (getattr(refreshed, "refresh_log_", None) or [{}])[-1]
+        refresh_log = (refreshed.refresh_log_ or [{}])[-1]
         if refreshed is not champion and (refresh_only or not refresh_log.get("needs_retrain")):
             model, mode = refreshed, "refresh"
         elif refresh_only:  # the refresh job never falls back to a full fit
@@ -70,7 +70,7 @@ def train_step(
     seconds = time.perf_counter() - started
     path = ctx.settings.layout.model(paths.tag)
     with io.atomic_path(path) as tmp:
-        tmp.write_bytes(model.to_bytes())
+        tmp.write_bytes(model.save())
     with step_run(ctx, "train"):
         mlflow.log_params({**recipe.as_params(), "mode": mode})
         mlflow.log_metric("train/seconds", seconds)

@@ -9,17 +9,18 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from models.forecasters import Forecaster
+from models.forecasters.panel import first_day, last_day
 from pipelines.data.contract import COVARIATE_COLUMNS, FORECAST_SCHEMA, series_id_expr
 from pipelines.data.io import scan_split, split_path, write_parquet
 from pipelines.errors import DataError
-from pipelines.features.config import FeatureConfig, Target
+from pipelines.features.config import feature_config_of
 from pipelines.features.panel import Recovery, make_panel, split_stage1
 from pipelines.training.fit import load_model
 
@@ -56,28 +57,25 @@ def forecast_days(
         The DESIGN.md section 4 forecast frame: store_id, product_id, dt, yhat, yhat_p10,
         yhat_p50, yhat_p90, one row per future row of a series with history.
     """
-    meta = getattr(model, "pipeline_meta_", {})
-    fcfg = FeatureConfig(**{k: tuple(v) for k, v in meta.get("feature_config", {}).items()})
+    fcfg = feature_config_of(model.metadata_)
     # Read each input once (several lazy queries would each rescan a parquet source). The
     # hourly lists are only stage 1's input: kept when stage 1 has to run here.
     hourly = ("hours_sale", "hours_stock_status")
     hist = (history if recovery is None else history.drop(hourly, strict=False)).collect()
     fut = future.drop(hourly, strict=False).collect()
-    last: date | None = hist["dt"].max()  # type: ignore[assignment]
-    first_future: date | None = fut["dt"].min()  # type: ignore[assignment]
-    if last is None or first_future is None:
+    if hist.is_empty() or fut.is_empty():
         raise DataError("nothing to forecast: history or forecast days are empty")
+    last, first_future = last_day(hist), first_day(fut)
     if (first_future - last).days != 1:
         raise DataError(
             f"forecast days must start the day after history ({last}); they start {first_future}"
         )
     keys = fut.select("series_id", "store_id", "product_id").unique()
     fut = fut.join(hist.select("series_id").unique(), on="series_id", how="semi")
-    target: Target = model.target_  # type: ignore[assignment]
     panel, _ = make_panel(
         hist.lazy(),
         fut.lazy(),
-        target=target,
+        target=model.target_,
         feature_config=fcfg,
         recovery=recovery,
         features_from=first_future,
@@ -86,7 +84,7 @@ def forecast_days(
     return (
         pred.join(keys, on="series_id", how="left")
         .select(list(FORECAST_SCHEMA))
-        .cast(FORECAST_SCHEMA)  # type: ignore[arg-type]
+        .cast(pl.Schema(FORECAST_SCHEMA))
         .sort("store_id", "product_id", "dt")
     )
 

@@ -20,6 +20,7 @@ from mlflow.pyfunc import PythonModel
 import models
 import pipelines
 from models.forecasters import Forecaster
+from models.forecasters.panel import last_day
 from pipelines.data.contract import FORECAST_SCHEMA
 from pipelines.serving import registry
 from pipelines.serving.forecast import REQUEST_SCHEMA, forecast_requests, forecast_with_history
@@ -102,13 +103,13 @@ def log_and_register(
     model: Forecaster, history: pl.DataFrame, *, recipe: Recipe, tags: dict[str, str]
 ) -> ModelVersion:
     """Log the pyfunc (model + recent history) on the active run and register it."""
-    end = history["dt"].max()
-    tail = history.filter(pl.col("dt") > end - timedelta(days=HISTORY_DAYS_KEPT))  # type: ignore[operator]
+    end = last_day(history)
+    tail = history.filter(pl.col("dt") > end - timedelta(days=HISTORY_DAYS_KEPT))
     tail = tail.drop("hours_sale", "hours_stock_status", strict=False)
     example = forecast_requests(tail.lazy(), tail.head(0).lazy(), day=end, horizon=7).head(14)
     with tempfile.TemporaryDirectory(prefix="freshcast-model-") as tmp:
         model_path = Path(tmp) / "model.pkl"
-        model_path.write_bytes(model.to_bytes())
+        model_path.write_bytes(model.save())
         history_path = Path(tmp) / "history.parquet"
         tail.write_parquet(history_path)
         request_frame = example.to_pandas()

@@ -14,10 +14,11 @@ from typing import Any
 
 import polars as pl
 
+from models.constants import Target
 from models.forecasters import Forecaster, make_forecaster
 from pipelines.data.io import scan_split, write_bytes
 from pipelines.errors import DataError
-from pipelines.features.config import FeatureConfig, FeatureSpec, Target
+from pipelines.features.config import FeatureConfig, FeatureSpec
 from pipelines.features.panel import Recovery, make_panel, sample_series
 from pipelines.settings import load_settings
 
@@ -38,11 +39,9 @@ def fit_model(
     feature_config: FeatureConfig | None = None,
 ) -> Forecaster:
     """Fit model ``name`` on the panel's history and record how to rebuild its features."""
-    model = make_forecaster(name, config, target=target, features=spec_dict(spec), profile=profile)  # type: ignore[arg-type]
-    model.fit(panel)
+    model = make_forecaster(name, config, target=target, features=spec_dict(spec), profile=profile)
     # Plain data only, so unpickling never needs pipelines (models must not import it).
-    model.pipeline_meta_ = {"feature_config": asdict(feature_config or FeatureConfig())}  # type: ignore[attr-defined]
-    return model
+    return model.fit(panel, metadata={"feature_config": asdict(feature_config or FeatureConfig())})
 
 
 def load_model(path: Path) -> Forecaster:
@@ -50,7 +49,7 @@ def load_model(path: Path) -> Forecaster:
     if not path.is_file():
         raise DataError("model file not found", file=path)
     try:
-        return Forecaster.from_bytes(path.read_bytes())
+        return Forecaster.load(path.read_bytes())
     except Exception as exc:
         raise DataError(
             f"not a freshcast model file ({type(exc).__name__}: {exc})", file=path
@@ -59,7 +58,7 @@ def load_model(path: Path) -> Forecaster:
 
 def save_model(model: Forecaster, path: Path) -> Path:
     """Write a fitted model atomically."""
-    return write_bytes(model.to_bytes(), path)
+    return write_bytes(model.save(), path)
 
 
 def run_train(

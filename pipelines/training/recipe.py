@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
+from models.constants import as_target
 from models.forecasters import Forecaster
 from pipelines.features.panel import make_panel, split_stage1
 from pipelines.settings import Settings
@@ -45,5 +46,6 @@ class Recipe:
 def fit_recipe(recipe: Recipe, history: pl.DataFrame) -> Forecaster:
     """Fit the recipe's forecaster on history (with stage-1 columns already joined)."""
     hist, recovery = split_stage1(history)
-    panel, spec = make_panel(hist, None, target=recipe.target, recovery=recovery)  # type: ignore[arg-type]
-    return fit_model(recipe.model, panel, spec, target=recipe.target, profile=recipe.profile)  # type: ignore[arg-type]
+    target = as_target(recipe.target)
+    panel, spec = make_panel(hist, None, target=target, recovery=recovery)
+    return fit_model(recipe.model, panel, spec, target=target, profile=recipe.profile)

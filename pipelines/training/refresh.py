@@ -17,15 +17,18 @@ from typing import Any
 
 import polars as pl
 
-from models.continual.strategies import LGBM_REFRESH, NEURAL_REFRESH, UpdateConfig, update_model
-from models.forecasters import Forecaster
-from models.forecasters.base import with_origin
-from models.metrics import clean_rows, score_forecast
 from models.continual.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
+from models.continual.strategies import update_model
+from models.forecasters import Forecaster
+from models.forecasters.neural import NeuralForecaster
+from models.forecasters.panel import first_day, with_origin
+from models.forecasters.update import LGBM_REFRESH, NEURAL_REFRESH, UpdateConfig
+from models.metrics import clean_rows, score_forecast
 from pipelines.data import io
 from pipelines.errors import DataError, FreshcastError
-from pipelines.features.build import FeatureConfig
-from pipelines.training.fit import make_panel
+from pipelines.features.config import feature_config_of
+from pipelines.features.panel import make_panel
+from pipelines.settings import Settings
 
 STAGE1_COLUMNS = ("demand_amount", "imputed_hours")
 
@@ -72,9 +75,8 @@ def save_buffer(buffer: ReplayBuffer, buffer_dir: Path) -> Path:
 
 def _panel(model: Forecaster, history: pl.DataFrame) -> pl.DataFrame:
     """The model's feature panel over history, stage-1 columns passed through the recovery seam."""
-    meta = getattr(model, "pipeline_meta_", {})
-    fcfg = FeatureConfig(**{k: tuple(v) for k, v in meta.get("feature_config", {}).items()})
-    target: Any = model.target_  # type: ignore[attr-defined]
+    fcfg = feature_config_of(model.metadata_)
+    target = model.target_
     recovery = None
     if target == "recovered":
         missing = [c for c in STAGE1_COLUMNS if c not in history.columns]
@@ -147,8 +149,8 @@ def refresh_model(
                 days=pl.col("dt") <= model.train_end_,
                 group_column=buffer.config.group_column,
             )
-        )  # type: ignore[attr-defined]
-    trained_end: date = model.train_end_  # type: ignore[attr-defined]
+        )
+    trained_end = model.train_end_
     # The buffer takes every day it has not seen; the model learns, as new, every day it has
     # not trained on. The two differ when a refreshed challenger was not promoted (its staged
     # buffer is a day ahead of the champion) or after a retrain that left the buffer behind.
@@ -170,8 +172,8 @@ def refresh_model(
     buffer.add(offered.filter(pl.col("dt") > buffer_end))
     # Prequential check before learning the new days: the drift trigger's signal.
     pre = _pre_wape(model, panel, trained_end, through)
-    log = list(getattr(model, "refresh_log_", []))
-    full_end = log[0]["full_fit_end"] if log else str(model.train_end_)  # type: ignore[attr-defined]
+    log = model.refresh_log_
+    full_end = log[0]["full_fit_end"] if log else str(model.train_end_)
     # Baseline: the mean prequential WAPE of the refreshes since the last full fit.
     past = [e["pre_wape"] for e in log if e["pre_wape"] == e["pre_wape"]]
     baseline = sum(past) / len(past) if past else pre
@@ -186,7 +188,7 @@ def refresh_model(
             model, panel, windows, through=through, config=upd, replay_pool=buffer.windows_
         )
     save_buffer(buffer, buffer_dir)
-    log.append(
+    updated.log_refresh(
         {
             "through": through.isoformat(),
             "full_fit_end": full_end,
@@ -200,10 +202,9 @@ def refresh_model(
             "reason": "drift" if drift else ("periodic" if periodic else ""),
             "updated": not skipped,
             # The neural forecast-level anchor after this refresh (1: none applied).
-            "level": float(getattr(updated, "level_", 1.0)),
+            "level": updated.level_ if isinstance(updated, NeuralForecaster) else 1.0,
         }
     )
-    updated.refresh_log_ = log  # type: ignore[attr-defined]
     return updated
 
 
@@ -213,7 +214,7 @@ def _pre_wape(model: Forecaster, panel: pl.DataFrame, since: date, through: date
     The model has seen nothing after ``since``, so this is out-of-sample: the drift signal.
     """
     origin = since
-    if origin < panel["dt"].min() + timedelta(days=28):  # type: ignore[operator]
+    if origin < first_day(panel) + timedelta(days=28):
         return float("nan")
     pred = model.predict(with_origin(panel, origin))
     act = panel.filter((pl.col("dt") > origin) & (pl.col("dt") <= through)).select(
@@ -225,49 +226,31 @@ def _pre_wape(model: Forecaster, panel: pl.DataFrame, since: date, through: date
 
 
 def refresh(
-    settings: Any, data_dir: Path, through: date, *, model_path: Path | None = None
+    settings: Settings, data_dir: Path, through: date, *, model_path: Path
 ) -> tuple[Forecaster, dict[str, Any]]:
-    """The ``freshcast refresh`` job: refresh a model through ``through`` and save it.
+    """The ``freshcast refresh --model FILE`` job: refresh a model file through ``through``.
 
-    The model is ``model_path`` or else the registry's champion (its bundled forecaster).
     History is the dataset's rows up to ``through``, with stage 1 run on them for a
-    recovered-target model. Writes ``data/models/<through>/refreshed.pkl``; registering it
-    as challenger and gating it is the daily job's register/gate steps.
+    recovered-target model. Writes ``data/models/<through>/refreshed.pkl`` and nothing else:
+    the champion's refresh, registered as challenger and gated, is the daily refresh job
+    (:func:`pipelines.jobs.daily.refresh_job`), above the registry this stage cannot read.
     """
-    from pipelines.training.fit import attach_recovery, load_model
-    from pipelines.jobs.daily import scan_all_days
+    from pipelines.features.panel import attach_recovery
+    from pipelines.training.fit import load_model
 
-    model = load_model(model_path) if model_path is not None else _champion_model(settings)
+    model = load_model(model_path)
     if model.name not in ("lgbm", "neural"):
         raise FreshcastError(
             f"refresh supports lgbm and neural models, not {model.name!r}; retrain instead"
         )
-    daily = scan_all_days(data_dir).filter(pl.col("dt") <= through)
+    daily = io.scan_days(data_dir).filter(pl.col("dt") <= through)
     if daily.select(pl.len()).collect().item() == 0:
         raise DataError(f"no rows on or before {through}", file=data_dir)
-    target: Any = model.target_  # type: ignore[attr-defined]
+    target = model.target_
     history = attach_recovery(daily, target=target).collect()
-    buffer_dir = settings.work_dir / "replay" / model.name
+    buffer_dir = settings.layout.replay(model.name)
     updated = refresh_model(model, history, through=through, buffer_dir=buffer_dir)
-    out = settings.work_dir / "models" / through.isoformat() / "refreshed.pkl"
-    io.write_bytes(updated.to_bytes(), out)
-    last = (
-        (getattr(updated, "refresh_log_", None) or [{}])[-1]
-        if updated is not model
-        else {"new_windows": 0}
-    )
+    out = settings.layout.refreshed_model(through.isoformat())
+    io.write_bytes(updated.save(), out)
+    last = (updated.refresh_log_ or [{}])[-1] if updated is not model else {"new_windows": 0}
     return updated, {"path": str(out), "buffer": str(buffer_dir), **last}
-
-
-def _champion_model(settings: Any) -> Forecaster:
-    import mlflow
-
-    from pipelines.serving import registry
-
-    registry.configure(settings.tracking_uri)
-    if registry.alias_version(registry.CHAMPION) is None:
-        raise FreshcastError(
-            "no champion model to refresh: run `freshcast run` or `freshcast train` first"
-        )
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
-    return pyfunc.unwrap_python_model().model_

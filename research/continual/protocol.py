@@ -31,16 +31,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 
+from models.constants import HORIZON, Target
+from models.continual.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
 from models.continual.strategies import (
-    LGBM_REFRESH,
-    NEURAL_REFRESH,
-    Probe,
-    UpdateConfig,
     copy_model,
     full_fit_work,
     full_recipe,
@@ -49,16 +47,15 @@ from models.continual.strategies import (
     update_model,
 )
 from models.forecasters import Forecaster, default_config
-from models.forecasters.base import with_origin
+from models.forecasters.panel import first_day, last_day, with_origin
+from models.forecasters.update import LGBM_REFRESH, NEURAL_REFRESH, Probe, UpdateConfig
 from models.metrics import clean_rows, score_forecast
-from models.continual.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
-from pipelines.errors import DataError
-from pipelines.features.build import Target
-from pipelines.training.fit import Recovery, fit_model, make_panel, sample_series
 from pipelines.data.io import scan_split, split_path
+from pipelines.errors import DataError
+from pipelines.features.panel import Recovery, make_panel, sample_series
+from pipelines.training.fit import fit_model
 
 ARMS: tuple[str, ...] = ("A0", "A1", "A1w", "A2", "A3", "A4", "A3w")
-HORIZON = 7
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class ContinualConfig:
         probe_series: series per probe (a seeded subsample).
         lgbm_update, neural_update: the update strategies of A2/A3 (A3 draws
             ``replay_ratio`` replayed windows per new one); default the product's refresh
-            (``models.continual.strategies.LGBM_REFRESH``, ``NEURAL_REFRESH``).
+            (``models.forecasters.update.LGBM_REFRESH``, ``NEURAL_REFRESH``).
         variants: extra replay arms for the frontier, ``(label, model, update)``; each runs
             as arm ``A3:<label>`` for that model, drawing from the same buffer.
         warm_start: add the neural warm-start arms, each trained every step for the full
@@ -101,7 +98,7 @@ class ContinualConfig:
     target: Target = "censored"
     profile: str = "bench"
     buffer_days: float = 7.0
-    buffer_mode: str = "stratified"
+    buffer_mode: Literal["stratified", "reservoir"] = "stratified"
     retrain_every: int = 7
     probe_weeks: int = 3
     probe_series: int = 500
@@ -225,7 +222,7 @@ def make_probes(
     probes = []
     for k in range(weeks):
         origin = t0 - timedelta(days=7 * (k + 2))
-        if origin - timedelta(days=28) < panel["dt"].min():  # type: ignore[operator]
+        if origin - timedelta(days=28) < first_day(panel):
             break
         end = origin + timedelta(days=HORIZON)
         act = clean_rows(actuals.filter((pl.col("dt") > origin) & (pl.col("dt") <= end)))
@@ -361,7 +358,7 @@ def _run_model(
     buffer = ReplayBuffer(
         BufferConfig(
             capacity=max(1, round(cfg.buffer_days * n_series)),
-            mode=cfg.buffer_mode,  # type: ignore[arg-type]
+            mode=cfg.buffer_mode,
             seed=seed,
         )
     )
@@ -399,7 +396,7 @@ def _run_model(
         }
     ]
     replay_arms = ("A3", "A3w", *variants)
-    days0: date = panel["dt"].min()  # type: ignore[assignment]
+    days0 = first_day(panel)
     for step, t in enumerate(origins, start=1):
         # The buffer bookkeeping (new keys, replay draw, insertion) is part of an update's
         # cost, so each arm that needs it is charged for it; a full fit needs none of it.
@@ -447,7 +444,7 @@ def _run_model(
                         # Replayable windows: their rows' scores are kept for the next draw.
                         replay_pool=buffer.windows_ if arm in replay_arms else None,
                     )
-                    trained_max[arm] = max(trained_max[arm], windows["dt"].max())  # type: ignore[type-var,assignment]
+                    trained_max[arm] = max(trained_max[arm], last_day(windows))
                 elif arm in warm_starts or arm == "WS0":
                     # Every window through t with a full lookback, as the full fit draws.
                     first = days0 + timedelta(days=warm.config.lookback + HORIZON - 1)
@@ -465,13 +462,13 @@ def _run_model(
                         state[arm], info = update_model(
                             state[arm], panel, every, through=t, config=recipe, inplace=True
                         )
-                    trained_max[arm] = every["dt"].max()  # type: ignore[assignment]
+                    trained_max[arm] = last_day(every)
                 elif arm == "A4":
                     pool = buffer.windows_.select("series_id", "dt")
                     state[arm], info = retrain_on_windows(
                         state[arm], panel, pool, through=t, seed=seed
                     )
-                    trained_max[arm] = pool["dt"].max()  # type: ignore[assignment]
+                    trained_max[arm] = last_day(pool)
             if arm == "A3w" and retrain_day:
                 charged = a1_cost
             elif info["work"]:

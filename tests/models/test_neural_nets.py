@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 
 from models.forecasters import default_config, make_forecaster
-from pipelines.training.fit import make_panel
 from pipelines.data.io import scan_split
+from pipelines.training.fit import make_panel
 
 
 def test_nets_average_the_forecasts_of_their_seeds(sim_dir: Path) -> None:

@@ -162,7 +162,7 @@ def test_runs_of_different_seeds_merge_into_one_report(
 
 def test_precomputed_panel_forecasts_equal_a_panel_built_from_the_past_only(sim_dir: Path) -> None:
     """The protocol builds features once; at origin t they must not read anything after t."""
-    from models.forecasters.base import with_origin
+    from models.forecasters.panel import with_origin
     from pipelines.training.fit import fit_model, make_panel
 
     daily = load_history(sim_dir, series=None).collect()
@@ -252,9 +252,8 @@ def test_refresh_model_updates_once_per_new_day_and_ignores_the_future(
 def test_neural_refresh_anchors_and_logs_its_forecast_level(
     sim_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from models.continual import neural as continual_neural
-    from models.continual.strategies import NEURAL_REFRESH
-    from models.continual.neural import all_nets
+    from models.forecasters import neural_update
+    from models.forecasters.update import NEURAL_REFRESH
     from pipelines.training.fit import fit_model, make_panel
     from pipelines.training.refresh import refresh_model
 
@@ -271,17 +270,17 @@ def test_neural_refresh_anchors_and_logs_its_forecast_level(
     # and trains on replayed windows besides the new ones.
     assert NEURAL_REFRESH.replay_targets == "forecast"
     held: list[int] = []
-    step = continual_neural._DistilledReplay.training_step
+    step = neural_update.DistilledReplay.training_step
 
     def counted(self: Any, batch: tuple, i: int) -> Any:
         held.append(int(batch[-1].sum()))  # replayed rows in the batch
         return step(self, batch, i)
 
-    monkeypatch.setattr(continual_neural._DistilledReplay, "training_step", counted)
+    monkeypatch.setattr(neural_update.DistilledReplay, "training_step", counted)
     again = refresh_model(out, daily, through=t + timedelta(days=2), buffer_dir=tmp_path, seed=1)
     log = again.refresh_log_[-1]
     assert log["updated"]
-    assert log["work"] > log["new_windows"] * NEURAL_REFRESH.epochs * len(all_nets(again))
+    assert log["work"] > log["new_windows"] * NEURAL_REFRESH.epochs * len(again.nets())
     assert sum(held) > 0  # the job's update trained replayed windows toward soft targets
     assert np.isfinite(again.level_)
     assert again.level_ > 0
@@ -344,7 +343,7 @@ def test_a_run_without_the_reference_merges_onto_its_seed(
     protocol_rows: list[dict], sim_dir: Path, tmp_path: Path
 ) -> None:
     """Extra arms run later on a seed that already has A1 are compared with that A1."""
-    from models.continual.strategies import LGBM_REFRESH
+    from models.forecasters.update import LGBM_REFRESH
 
     extra = evaluate_continual(
         sim_dir,

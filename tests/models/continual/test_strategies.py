@@ -14,22 +14,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from models.continual.strategies import (
-    UpdateConfig,
-    _cached_raw_scores,
-    _dataset,
-    _feature_hash,
-    _prior_scores,
-    continue_boosting,
-    lgbm_rows,
-    lgbm_rows_for_keys,
-    raw_scores,
-    retrain_on_windows,
-    row_keys,
-    update_model,
-)
-from models.continual.neural import all_nets
 from models.continual.replay import BufferConfig, ReplayBuffer, refresh_set, window_keys
+from models.continual.strategies import retrain_on_windows, update_model
+from models.forecasters.lgbm_rows import row_keys, rows_for_keys, window_rows
+from models.forecasters.lgbm_scores import (
+    cached_raw_scores,
+    feature_hash,
+    prior_scores,
+    raw_scores,
+)
+from models.forecasters.lgbm_update import continue_boosting, training_set
+from models.forecasters.update import UpdateConfig
 
 START = date(2024, 3, 28)
 
@@ -153,8 +148,8 @@ def test_buffer_persistence_round_trip_is_atomic(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def tiny(sim_dir: Path) -> tuple[pl.DataFrame, object, date]:
-    from pipelines.training.fit import make_panel
     from pipelines.data.io import scan_split
+    from pipelines.training.fit import make_panel
 
     history = scan_split(sim_dir, "train").drop("hours_sale", "hours_stock_status")
     panel, spec = make_panel(history, None, target="censored")
@@ -184,7 +179,7 @@ def test_lgbm_update_returns_a_new_model_and_leaves_the_input_alone(
     cfg = UpdateConfig(strategy=strategy, trees=10)
     out, info = update_model(model, panel, new, through=t + timedelta(days=1), config=cfg)
     assert model.boosters_[0].num_trees() == trees
-    assert getattr(model, "replay_scores_", None) is None  # the cache went to the copy only
+    assert model.replay_scores_ is None  # the cache went to the copy only
     assert out.boosters_[0].num_trees() == trees + (10 if strategy == "continue" else 0)
     assert out.train_end_ == t + timedelta(days=1)
     assert info["rows"] == 7 * new.height  # one stacked row per horizon
@@ -195,7 +190,7 @@ def _windows(panel: pl.DataFrame, day: date) -> pl.DataFrame:
 
 
 def test_sampled_rows_are_the_stacked_rows_and_a_function_of_the_key(tiny: tuple) -> None:
-    from models.forecasters.lgbm import stack_horizons
+    from models.forecasters.lgbm_rows import stack_horizons
 
     panel, _, t = tiny
     model = _fit("lgbm", tiny)
@@ -210,8 +205,8 @@ def test_sampled_rows_are_the_stacked_rows_and_a_function_of_the_key(tiny: tuple
         horizons=range(1, 8),
         target_rows=pl.col("dt") == t,
     ).sort("series_id", "dt", "horizon")
-    assert lgbm_rows(model, panel, windows).equals(
-        stacked.select(lgbm_rows(model, panel, windows).columns)
+    assert window_rows(model.config, panel, windows).equals(
+        stacked.select(window_rows(model.config, panel, windows).columns)
     )
     # A window brings back the same sampled rows whatever else is in the refresh set.
     half = row_keys(windows, fraction=0.4, seed=3)
@@ -220,7 +215,7 @@ def test_sampled_rows_are_the_stacked_rows_and_a_function_of_the_key(tiny: tuple
     assert row_keys(some, fraction=0.4, seed=3).equals(
         half.join(some.select("series_id", "dt"), on=["series_id", "dt"], how="semi")
     )
-    assert lgbm_rows_for_keys(model, panel, half).height == half.height
+    assert rows_for_keys(model.config, panel, half).height == half.height
 
 
 def test_continue_boosting_equals_lightgbm_init_model(tiny: tuple) -> None:
@@ -228,14 +223,16 @@ def test_continue_boosting_equals_lightgbm_init_model(tiny: tuple) -> None:
 
     panel, _, t = tiny
     model = _fit("lgbm", tiny)
-    rows = lgbm_rows(model, panel, _windows(panel, t))
+    rows = window_rows(model.config, panel, _windows(panel, t))
     booster = model.boosters_[0]
     before = booster.model_to_string()
-    params = {**model._params(), "learning_rate": 0.05}
-    x = model._matrix(rows)
-    reference = lgb.train(params, _dataset(model, rows, x=x), num_boost_round=5, init_model=booster)
+    params = {**model.params(), "learning_rate": 0.05}
+    x = model.matrix(rows)
+    reference = lgb.train(
+        params, training_set(model, rows, x=x), num_boost_round=5, init_model=booster
+    )
     init = booster.predict(x, raw_score=True)
-    ours = continue_boosting(booster, params, _dataset(model, rows, x=x, init_score=init), 5)
+    ours = continue_boosting(booster, params, training_set(model, rows, x=x, init_score=init), 5)
     assert ours.model_to_string() == reference.model_to_string()
     assert booster.model_to_string() == before
 
@@ -251,20 +248,20 @@ def test_cached_init_scores_equal_a_full_predict_after_several_updates(tiny: tup
             model, panel, _windows(panel, day), through=day, config=cfg, replay_pool=pool
         )
     # Replay every window seen so far, plus the last day's new ones.
-    rows = lgbm_rows_for_keys(
-        model, panel, row_keys(pool.filter(pl.col("dt") >= days[0]), fraction=0.5, seed=0)
+    rows = rows_for_keys(
+        model.config, panel, row_keys(pool.filter(pl.col("dt") >= days[0]), fraction=0.5, seed=0)
     )
-    x = model._matrix(rows)
-    prior, done = _prior_scores(model.replay_scores_, rows, _feature_hash(x))
+    x = model.matrix(rows)
+    prior, done = prior_scores(model.replay_scores_, rows, feature_hash(x))
     booster = model.boosters_[0]
     assert {0, booster.current_iteration() - 4, booster.current_iteration() - 8} <= set(done)
-    cached, valid = _cached_raw_scores(booster, x, prior, done, num_threads=1)
+    cached, valid = cached_raw_scores(booster, x, prior, done, num_threads=1)
     assert valid
     np.testing.assert_allclose(cached, booster.predict(x, raw_score=True), rtol=0, atol=1e-9)
     # Features that changed since a score was cached make it unusable, row by row.
     moved = x.copy()
     moved[:, 0] += 1.0
-    assert not _prior_scores(model.replay_scores_, rows, _feature_hash(moved))[1].any()
+    assert not prior_scores(model.replay_scores_, rows, feature_hash(moved))[1].any()
 
 
 def test_the_score_cache_changes_nothing_that_is_learned(tiny: tuple) -> None:
@@ -280,7 +277,7 @@ def test_the_score_cache_changes_nothing_that_is_learned(tiny: tuple) -> None:
         cached, _ = update_model(cached, panel, windows, through=day, config=cfg, replay_pool=pool)
         cold, _ = update_model(cold, panel, windows, through=day, config=cfg)
         cold.replay_scores_ = None  # every init score from a full predict
-    x = cached._matrix(lgbm_rows(cached, panel, pool))
+    x = cached.matrix(window_rows(cached.config, panel, pool))
     np.testing.assert_allclose(
         cached.boosters_[0].predict(x), cold.boosters_[0].predict(x), rtol=1e-9, atol=1e-9
     )
@@ -295,15 +292,15 @@ def test_a_cache_from_other_trees_is_not_used(tiny: tuple) -> None:
     model, _ = update_model(
         model, panel, two_days, through=t, config=UpdateConfig(trees=3), replay_pool=pool
     )
-    rows = lgbm_rows(model, panel, windows)
-    x = model._matrix(rows)
-    prior, done = _prior_scores(model.replay_scores_, rows, _feature_hash(x))
+    rows = window_rows(model.config, panel, windows)
+    x = model.matrix(rows)
+    prior, done = prior_scores(model.replay_scores_, rows, feature_hash(x))
     assert done.all()
     # Same tree structure, new leaf values (what a refit leaves behind): the cache is stale.
     other = model.boosters_[0].refit(x, rows["y"].to_numpy(), decay_rate=0.5)
     fresh = other.predict(x, raw_score=True)
     assert not np.allclose(raw_scores(other, x, prior, done, num_threads=1), fresh)
-    stale, valid = _cached_raw_scores(other, x, prior, done, num_threads=1)
+    stale, valid = cached_raw_scores(other, x, prior, done, num_threads=1)
     assert not valid
     np.testing.assert_allclose(stale, fresh, rtol=0, atol=1e-9)
     # An update on swapped boosters re-scores every row and keeps none of the old entries
@@ -311,12 +308,14 @@ def test_a_cache_from_other_trees_is_not_used(tiny: tuple) -> None:
     swapped = copy.copy(model)
     swapped.boosters_ = [other]
     after: Any
-    after, _ = update_model(swapped, panel, windows, through=t, replay_pool=pool)
+    after, _ = update_model(
+        swapped, panel, windows, through=t, config=UpdateConfig(), replay_pool=pool
+    )
     assert set(after.replay_scores_["iters"]) == {other.current_iteration()}
     assert after.replay_scores_["dt"].unique().to_list() == [t]
     # The refit strategy itself drops the cache.
     refit, _ = update_model(model, panel, windows, through=t, config=UpdateConfig(strategy="refit"))
-    assert getattr(refit, "replay_scores_", "absent") is None
+    assert refit.replay_scores_ is None
 
 
 def test_update_rejects_windows_after_through(tiny: tuple) -> None:
@@ -334,7 +333,7 @@ def test_neural_fine_tune_and_scratch_retrain(tiny: tuple) -> None:
 
     panel, _, t = tiny
     model = _fit("neural", tiny)
-    nets = all_nets(model)
+    nets = model.nets()
     assert len(nets) == model.config.nets == 2
     before = [[p.detach().clone() for p in net.parameters()] for net in nets]
     new = window_keys(
@@ -343,7 +342,7 @@ def test_neural_fine_tune_and_scratch_retrain(tiny: tuple) -> None:
     out, info = update_model(
         model, panel, new, through=t + timedelta(days=1), config=UpdateConfig(epochs=1)
     )
-    for old, net, updated in zip(before, nets, all_nets(out), strict=True):
+    for old, net, updated in zip(before, nets, out.nets(), strict=True):
         assert all(torch.equal(a, b) for a, b in zip(old, net.parameters(), strict=True))
         assert any(not torch.equal(a, b) for a, b in zip(old, updated.parameters(), strict=True))
     assert info["work"] == new.height * 2  # one epoch over the windows, per net
@@ -371,16 +370,16 @@ def test_neural_update_skips_windows_without_a_full_lookback(tiny: tuple) -> Non
     _, info = update_model(model, panel, keys, through=t, config=UpdateConfig(epochs=1))
     assert info["rows"] == full.height
     early = keys.filter(pl.col("dt") < first_full)
-    before = [p.detach().clone() for p in all_nets(model)[0].parameters()]
+    before = [p.detach().clone() for p in model.nets()[0].parameters()]
     out, info = update_model(model, panel, early, through=t, config=UpdateConfig(epochs=1))
     assert info["rows"] == info["work"] == 0
-    after = list(all_nets(out)[0].parameters())
+    after = list(out.nets()[0].parameters())
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
 def test_neural_refresh_puts_the_in_sample_level_back_where_the_fit_left_it(tiny: tuple) -> None:
     """MAE fine-tuning drifts the forecast level; the anchored refresh restores the fit's."""
-    from models.continual.neural import _neural_window_index
+    from models.forecasters.neural_update import window_index
 
     panel, _, t = tiny
     model = _fit("neural", tiny)
@@ -392,7 +391,7 @@ def test_neural_refresh_puts_the_in_sample_level_back_where_the_fit_left_it(tiny
         days=pl.col("dt").is_between(t - timedelta(days=6), day),
         group_column="management_group_id",
     )
-    arrays, s, o, _ = _neural_window_index(model, panel.filter(pl.col("dt") <= day), windows)
+    arrays, s, o, _ = window_index(model, panel.filter(pl.col("dt") <= day), windows)
     strong = UpdateConfig(epochs=3, fine_tune_lr=5e-3)  # enough to move the level
     free, _ = update_model(
         model, panel, windows, through=day, config=replace(strong, anchor_level=False)
@@ -417,7 +416,7 @@ def test_neural_refresh_puts_the_in_sample_level_back_where_the_fit_left_it(tiny
 
 
 def _cut(panel: pl.DataFrame, origin: date) -> pl.DataFrame:
-    from models.forecasters.base import with_origin
+    from models.forecasters.panel import with_origin
 
     return with_origin(panel, origin)
 
@@ -427,7 +426,7 @@ def test_distilled_replay_holds_the_replayed_windows_where_the_model_had_them(
 ) -> None:
     """replay_targets="forecast": replayed windows are trained toward the model's own
     pre-update outputs, so they stay close to them; trained toward their sales they move."""
-    from models.continual.neural import _neural_window_index
+    from models.forecasters.neural_update import window_index
 
     panel, _, t = tiny
     model = _fit("neural", tiny)
@@ -439,7 +438,7 @@ def test_distilled_replay_holds_the_replayed_windows_where_the_model_had_them(
     )
     # The new day's windows are new; the week before it, which the fit saw, is replayed.
     windows = keys.with_columns((pl.col("dt") <= t).alias("replay"))
-    arrays, s, o, replayed = _neural_window_index(model, panel.filter(pl.col("dt") <= day), windows)
+    arrays, s, o, replayed = window_index(model, panel.filter(pl.col("dt") <= day), windows)
     assert 0 < replayed.sum() < len(replayed)
     strong = UpdateConfig(epochs=3, fine_tune_lr=5e-3, anchor_level=False)
 

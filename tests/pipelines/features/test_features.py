@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from models.forecasters.lgbm import stack_horizons
+from models.forecasters.lgbm_rows import stack_horizons
 from pipelines.data.contract import HIERARCHY_COLUMNS
 from pipelines.features.build import build_features, build_panel
 from pipelines.features.config import FeatureConfig

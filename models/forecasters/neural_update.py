@@ -1,50 +1,92 @@
-"""Lightning fine-tuning for continual refresh (the neural half of :mod:`models.continual.strategies`).
+"""The neural forecaster's continual update: Lightning fine-tuning on a refresh set.
 
 Fine-tunes every net of a ``NeuralForecaster`` (``net_`` and ``extra_nets_``) in place on the
 refresh windows, every window once per epoch, optionally after shrink-and-perturb, then
 re-anchors the forecast level (``level_``); a callback scores fixed probes every few
-optimizer steps for the stability gap.
+optimizer steps for the stability gap. With ``replay_targets="forecast"`` the replayed
+windows are trained toward the nets' own pre-update outputs (:class:`DistilledReplay`).
+
+The forecaster is typed here by what the fine-tune reads (:class:`NetModel`), so this
+module does not import :mod:`models.forecasters.neural`, which calls it.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from datetime import date, timedelta
+from typing import Any, Protocol
 
 import lightning as L
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import torch
 
-from models.forecasters.base import HORIZON, Forecaster
-from models.forecasters.neural import (
-    KNOWN,
+from models.constants import HORIZON
+from models.forecasters.neural_net import (
     LEVEL_WINDOWS,
-    STATIC,
+    Batch,
+    FloatArray,
+    IntArray,
     TiDENet,
-    _Module,
+    TrainModule,
+    WindowArrays,
     weighted_loss,
 )
+from models.forecasters.panel import first_day, last_day
+from models.forecasters.update import Probe, UpdateConfig
 from models.training import cpu_trainer
 
-if TYPE_CHECKING:
-    from models.continual.strategies import Probe, UpdateConfig
+BoolArray = npt.NDArray[np.bool_]
 
 
-# -- Lightning ---------------------------------------------------------------------------------
+class FineTuneConfig(Protocol):
+    """The options of ``NeuralConfig`` the fine-tune reads."""
+
+    @property
+    def lookback(self) -> int: ...
+
+    @property
+    def num_threads(self) -> int: ...
 
 
-def _neural_window_index(
-    model: Forecaster, panel: pl.DataFrame, windows: pl.DataFrame
-) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+class NetModel(Protocol):
+    """What the fine-tune reads and sets on ``NeuralForecaster``."""
+
+    level_: float
+    # Absent on models pickled before it: read it only after a ``hasattr`` check.
+    fit_level_: float
+
+    @property
+    def config(self) -> FineTuneConfig: ...
+
+    @property
+    def bias_(self) -> float: ...
+
+    def arrays(
+        self, panel: pl.DataFrame, start: date, days: int
+    ) -> tuple[npt.NDArray[np.int64], WindowArrays]: ...
+
+    def new_net(self) -> TiDENet: ...
+
+    def nets(self) -> list[TiDENet]: ...
+
+    def set_nets(self, nets: list[TiDENet]) -> None: ...
+
+    def in_sample_level(self, arrays: WindowArrays, s: IntArray, o: IntArray) -> float: ...
+
+
+def window_index(
+    model: NetModel, panel: pl.DataFrame, windows: pl.DataFrame
+) -> tuple[WindowArrays, IntArray, IntArray, BoolArray]:
     """Dense arrays of the history, (series index, first-target index) per trainable window,
     and whether each was replayed (the ``replay`` column; none without it)."""
     c = model.config
     hist = panel.filter(~pl.col("is_future"))
-    start, end = hist["dt"].min(), hist["dt"].max()
-    pad_start = start - timedelta(days=c.lookback)  # type: ignore[operator]
-    series, arrays = model._arrays(hist, pad_start, (end - pad_start).days + 1)  # type: ignore[attr-defined,operator,union-attr]
+    start, end = first_day(hist), last_day(hist)
+    pad_start = start - timedelta(days=c.lookback)
+    series, arrays = model.arrays(hist, pad_start, (end - pad_start).days + 1)
     w = windows.filter(pl.col("series_id").is_in(series.tolist()))
     s = np.searchsorted(series, w["series_id"].to_numpy())
     # The window ending at dt has its first target HORIZON-1 days earlier.
@@ -60,8 +102,8 @@ def _neural_window_index(
     return arrays, s[ok], o[ok], replay[ok].astype(bool)
 
 
-def update_neural(
-    model: Forecaster,
+def fine_tune(
+    model: NetModel,
     panel: pl.DataFrame,
     windows: pl.DataFrame,
     cfg: UpdateConfig,
@@ -69,9 +111,11 @@ def update_neural(
     *,
     scratch: bool,
 ) -> dict[str, Any]:
+    """Train every net of ``model`` on the windows, in place: its current weights, or fresh
+    ones with ``scratch`` (arm A4). ``panel`` holds no day after the refresh day."""
     c = model.config
     torch.set_num_threads(c.num_threads)
-    arrays, s, o, replay = _neural_window_index(model, panel, windows)
+    arrays, s, o, replay = window_index(model, panel, windows)
     distil = cfg.replay_targets == "forecast" and not scratch and bool(replay.any())
     if len(s) == 0:  # nothing trainable (e.g. only windows without a full lookback)
         return {
@@ -81,15 +125,16 @@ def update_neural(
             "probe_seconds": 0.0,
             "probe_cpu_seconds": 0.0,
         }
-    nets = all_nets(model)
-    callbacks: list[L.Callback] = [_ProbeCallback(model, probes, cfg.probe_every)] if probes else []
+    nets = model.nets()
+    probe = ProbeCallback(model, probes, cfg.probe_every) if probes else None
+    callbacks: list[L.Callback] = [probe] if probe is not None else []
     # Every net of the model learns the same windows (each with its own seed), one after
     # the other; the probes score the served average throughout.
     for i, old in enumerate(nets):
         torch.manual_seed(cfg.seed + i)
         soft = None
         if scratch:
-            net = TiDENet(c, len(KNOWN) + 7, [len(model.vocab_[k]) for k in STATIC])  # type: ignore[attr-defined]
+            net = model.new_net()
         else:
             net = old
             # The soft targets are this net's outputs before it changes (raw, scaled units);
@@ -102,38 +147,35 @@ def update_neural(
                     for p in net.parameters():
                         p.mul_(cfg.shrink).add_(cfg.perturb * torch.randn_like(p))
         nets[i] = net
-        _set_nets(model, nets)
+        model.set_nets(nets)
         net.train()
         # Fine-tune with the loss the model was trained with (old pickles predate it).
         point_loss = getattr(c, "point_loss", "mse")
         if scratch or soft is None:
-            batches = _WindowBatches(arrays, s, o, c.lookback, cfg.batch_size, cfg.seed + i)
-            module: L.LightningModule = _Module(net, cfg.fine_tune_lr, point_loss)
+            batches = WindowBatches(arrays, s, o, c.lookback, cfg.batch_size, cfg.seed + i)
+            module: L.LightningModule = TrainModule(net, cfg.fine_tune_lr, point_loss)
         else:
-            batches = _WindowBatches(
+            batches = WindowBatches(
                 arrays, s, o, c.lookback, cfg.batch_size, cfg.seed + i, soft=(soft, replay)
             )
-            module = _DistilledReplay(net, cfg.fine_tune_lr, point_loss)
+            module = DistilledReplay(net, cfg.fine_tune_lr, point_loss)
         cpu_trainer(max_epochs=cfg.epochs, callbacks=callbacks).fit(
             module, torch.utils.data.DataLoader(batches, batch_size=None)
         )
         net.eval()
     if scratch or cfg.anchor_level:
         _anchor_level(model, arrays, s, o, cfg.seed, scratch=scratch)
-    curve = callbacks[0].curve if callbacks else []  # type: ignore[attr-defined]
-    spent = callbacks[0].seconds if callbacks else 0.0  # type: ignore[attr-defined]
-    spent_cpu = callbacks[0].cpu_seconds if callbacks else 0.0  # type: ignore[attr-defined]
     return {
         "work": float(len(s) * cfg.epochs * len(nets)),
         "rows": len(s),
-        "probe_curve": curve,
-        "probe_seconds": spent,
-        "probe_cpu_seconds": spent_cpu,
+        "probe_curve": probe.curve if probe is not None else [],
+        "probe_seconds": probe.seconds if probe is not None else 0.0,
+        "probe_cpu_seconds": probe.cpu_seconds if probe is not None else 0.0,
     }
 
 
 def _anchor_level(
-    model: Forecaster, arrays: Any, s: np.ndarray, o: np.ndarray, seed: int, *, scratch: bool
+    model: NetModel, arrays: WindowArrays, s: IntArray, o: IntArray, seed: int, *, scratch: bool
 ) -> None:
     """Put the forecast level on the trained windows back where the full fit left it.
 
@@ -144,39 +186,30 @@ def _anchor_level(
     """
     pick = np.random.default_rng([seed, 2]).permutation(len(s))[:LEVEL_WINDOWS]
     if scratch:
-        model.level_ = 1.0  # type: ignore[attr-defined]
-        model.fit_level_ = model.in_sample_level(arrays, s[pick], o[pick])  # type: ignore[attr-defined]
+        model.level_ = 1.0
+        model.fit_level_ = model.in_sample_level(arrays, s[pick], o[pick])
     elif hasattr(model, "fit_level_"):
-        model.level_ = 1.0  # type: ignore[attr-defined]
-        now = model.in_sample_level(arrays, s[pick], o[pick])  # type: ignore[attr-defined]
-        target = model.fit_level_  # type: ignore[attr-defined]
+        model.level_ = 1.0
+        now = model.in_sample_level(arrays, s[pick], o[pick])
+        target = model.fit_level_
         if np.isfinite(now) and np.isfinite(target) and now > 0 and target > 0:
-            model.level_ = target / now  # type: ignore[attr-defined]
+            model.level_ = target / now
 
 
-def all_nets(model: Forecaster) -> list[Any]:
-    """The model's nets: ``net_`` first, then ``extra_nets_`` (none in older pickles)."""
-    return [model.net_, *getattr(model, "extra_nets_", [])]  # type: ignore[attr-defined]
-
-
-def _set_nets(model: Forecaster, nets: list[Any]) -> None:
-    model.net_, model.extra_nets_ = nets[0], nets[1:]  # type: ignore[attr-defined]
-
-
-class _WindowBatches(torch.utils.data.IterableDataset):
+class WindowBatches(torch.utils.data.IterableDataset[Batch]):
     """Every refresh window once per epoch, shuffled with a per-epoch seed; with ``soft``
     (outputs (windows, 7, 4), replayed flags), each batch also carries its rows of both."""
 
     def __init__(
         self,
-        arrays: Any,
-        s: np.ndarray,
-        o: np.ndarray,
+        arrays: WindowArrays,
+        s: IntArray,
+        o: IntArray,
         lookback: int,
         batch: int,
         seed: int,
         *,
-        soft: tuple[torch.Tensor, np.ndarray] | None = None,
+        soft: tuple[torch.Tensor, BoolArray] | None = None,
     ) -> None:
         self.arrays, self.s, self.o, self.lb, self.batch, self.seed = (
             arrays,
@@ -188,7 +221,7 @@ class _WindowBatches(torch.utils.data.IterableDataset):
         )
         self.soft = soft
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[Batch]:
         rng = np.random.default_rng(self.seed)
         self.seed += 1
         perm = rng.permutation(len(self.s))
@@ -203,7 +236,7 @@ class _WindowBatches(torch.utils.data.IterableDataset):
 
 
 def _net_outputs(
-    net: TiDENet, arrays: Any, s: np.ndarray, o: np.ndarray, lookback: int
+    net: TiDENet, arrays: WindowArrays, s: IntArray, o: IntArray, lookback: int
 ) -> torch.Tensor:
     """One net's raw outputs (windows, 7, 4) in scaled units, in eval mode."""
     net.eval()
@@ -217,39 +250,39 @@ def _net_outputs(
     return torch.cat(outs)
 
 
-class _DistilledReplay(_Module):
+class DistilledReplay(TrainModule):
     """Fine-tuning loss of ``replay_targets="forecast"``: a new window is trained toward
     its sales as in the fit, a replayed one toward the net's pre-update outputs (L1 on
     every head). Those were taken in eval mode, so from the first step the replayed rows
     also pull the net back against its own dropout noise."""
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], _: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, _: int) -> torch.Tensor:
         y, so, known, static, target, scale, soft, replayed = batch
         out = self.net(y, so, known, static)
         w = scale / scale.mean()
         new = weighted_loss(out, target, w * ~replayed, self.point_loss)
-        held = ((out - soft).abs().sum(dim=2) * (w * replayed)[:, None]).mean()
+        held: torch.Tensor = ((out - soft).abs().sum(dim=2) * (w * replayed)[:, None]).mean()
         loss = new + held
         self.log("train/loss", loss, prog_bar=False)
         return loss
 
 
-class _ProbeCallback(L.Callback):
+class ProbeCallback(L.Callback):
     """Probe WAPE every ``every`` optimizer steps, in eval mode, without gradients."""
 
-    def __init__(self, model: Forecaster, probes: list[Probe], every: int) -> None:
+    def __init__(self, model: NetModel, probes: list[Probe], every: int) -> None:
         started, started_cpu = time.perf_counter(), time.process_time()
         self.model, self.every = model, every
         self.curve: list[float] = []
-        self.tensors = [_neural_probe_tensors(model, p) for p in probes]
+        self.tensors = [_probe_tensors(model, p) for p in probes]
         self.seconds = time.perf_counter() - started
         self.cpu_seconds = time.process_time() - started_cpu
 
-    def on_train_batch_end(self, trainer: Any, *_: Any) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, *_: Any) -> None:
         if trainer.global_step % self.every:
             return
         started, started_cpu = time.perf_counter(), time.process_time()
-        nets = all_nets(self.model)
+        nets = self.model.nets()
         training = [net.training for net in nets]
         for net in nets:
             net.eval()
@@ -260,7 +293,7 @@ class _ProbeCallback(L.Callback):
                 per_net = [
                     np.maximum((n(*inputs)[..., 0] * scale[:, None]).numpy(), 0) for n in nets
                 ]
-                served = self.model.bias_ * getattr(self.model, "level_", 1.0)  # type: ignore[attr-defined]
+                served = self.model.bias_ * self.model.level_
                 pred = np.mean(per_net, axis=0) * served
                 scores.append(
                     float(np.abs(pred - y)[mask].sum() / max(np.abs(y)[mask].sum(), 1e-9))
@@ -272,12 +305,13 @@ class _ProbeCallback(L.Callback):
         self.cpu_seconds += time.process_time() - started_cpu
 
 
-def _neural_probe_tensors(
-    model: Forecaster, probe: Probe
-) -> tuple[Any, Any, np.ndarray, np.ndarray]:
+ProbeTensors = tuple[Batch, torch.Tensor, FloatArray, BoolArray]
+
+
+def _probe_tensors(model: NetModel, probe: Probe) -> ProbeTensors:
     c = model.config
     start = probe.origin - timedelta(days=c.lookback - 1)
-    series, arrays = model._arrays(probe.panel, start, c.lookback + HORIZON)  # type: ignore[attr-defined]
+    series, arrays = model.arrays(probe.panel, start, c.lookback + HORIZON)
     y, so, known, static, scale = arrays.window(
         np.arange(len(series)), np.full(len(series), c.lookback), c.lookback, with_target=False
     )
