@@ -50,7 +50,7 @@ from models.forecasters import Forecaster, default_config
 from models.forecasters.panel import first_day, last_day, with_origin
 from models.forecasters.update import LGBM_REFRESH, NEURAL_REFRESH, Probe, UpdateConfig
 from models.metrics import clean_rows, score_forecast
-from pipelines.data.io import scan_split, split_path
+from pipelines.data.io import scan_days
 from pipelines.errors import DataError
 from pipelines.features.panel import Recovery, make_panel, sample_series
 from pipelines.training.fit import fit_model
@@ -199,10 +199,7 @@ def load_history(
 
     The hourly lists are dropped unless ``hourly`` (stage 1 reads them; features never do).
     """
-    frames = [scan_split(data_dir, "train")]
-    if split_path(data_dir, "eval") is not None:
-        frames.append(scan_split(data_dir, "eval"))
-    daily = pl.concat(frames, how="vertical")
+    daily = scan_days(data_dir)
     if not hourly:
         daily = daily.drop("hours_sale", "hours_stock_status")
     return sample_series(daily, series, seed=seed)
