@@ -24,11 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import RESULTS_DIR, emit, measure, peak_rss_mb  # noqa: E402
+from models.constants import as_target  # noqa: E402
 from models.forecasters import Forecaster, default_config  # noqa: E402
 from models.forecasters.ensemble import EnsembleForecaster  # noqa: E402
 from models.metrics import score_forecast  # noqa: E402
 from pipelines.data.io import scan_split, write_json, write_parquet  # noqa: E402
-from pipelines.features.config import Target  # noqa: E402
 from pipelines.features.panel import make_panel, sample_series  # noqa: E402
 from pipelines.serving.forecast import forecast_days  # noqa: E402
 from pipelines.training.fit import fit_model  # noqa: E402
@@ -95,14 +95,6 @@ def run_mlforecast(hist: pl.LazyFrame, fut: pl.LazyFrame) -> tuple[pl.DataFrame,
         pl.col("lgbm").clip(0).alias("yhat"),
     )
     return out, seconds, cpu
-
-
-def _target(name: str) -> Target:
-    if name == "recovered":
-        return "recovered"
-    if name == "censored":
-        return "censored"
-    raise SystemExit(f"unknown target {name!r}: use recovered and/or censored")
 
 
 def main() -> None:
@@ -174,7 +166,12 @@ def main() -> None:
         return recovered
 
     for target_name in args.targets.split(","):
-        target = _target(target_name)
+        try:
+            target = as_target(target_name)
+        except ValueError:
+            raise SystemExit(
+                f"unknown target {target_name!r}: use recovered and/or censored"
+            ) from None
         with measure() as m_feat:
             panel, spec = make_panel(hist, fut, target=target, recovery=recovery)
         fitted: dict[str, Forecaster] = {}
