@@ -38,13 +38,16 @@ def _live_section(versions: pl.DataFrame) -> None:
     latest = live.group_by("version").agg(pl.all().sort_by("business_date").last())
     st.dataframe(
         latest.select("version", "business_date", "acc", "gate_acc", "wpe", "coverage", "rows")
-        .rename({"acc": "live acc (7 days)", "business_date": "as of"})
+        .rename({"acc": "live acc (7 days)", "business_date": "as of", "gate_acc": "gate acc"})
         .sort("version"),
         hide_index=True,
         width="stretch",
         column_config={
-            c: st.column_config.NumberColumn(format="%.4f")
-            for c in ("live acc (7 days)", "gate_acc", "wpe", "coverage")
+            "as of": st.column_config.DateColumn(format="YYYY-MM-DD"),
+            **{
+                c: st.column_config.NumberColumn(format="%.4f")
+                for c in ("live acc (7 days)", "gate acc", "wpe", "coverage")
+            },
         },
     )
 
