@@ -28,6 +28,14 @@ def split_path(root: Path, split: str) -> Path | None:
     for candidate in (root / f"{split}.parquet", root / "data" / f"{split}.parquet"):
         if candidate.is_file():
             return candidate
+        if candidate.is_symlink() and not candidate.exists():
+            raise DataError(
+                "a broken or looping link where a parquet file should be", file=candidate
+            )
+        if candidate.exists():
+            raise DataError(
+                "a directory (or device) where a parquet file should be", file=candidate
+            )
     return None
 
 

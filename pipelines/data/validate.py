@@ -17,31 +17,11 @@ import polars as pl
 
 from pipelines.data import io
 from pipelines.data.contract import HOURS, KEY_COLUMNS, LIST_COLUMNS, RAW_SCHEMA
+from pipelines.data.validate_values import Finding, first_rows, split_errors, value_errors
 from pipelines.errors import DataError
 
 MAX_EXAMPLES = 5
 SUM_TOLERANCE = 1e-6
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem: where it is and what it is. ``row`` counts from 0 in file order."""
-
-    file: str
-    check: str
-    message: str
-    column: str | None = None
-    row: int | None = None
-    count: int = 1
-    examples: list[dict[str, Any]] = field(default_factory=list)
-
-    def describe(self) -> str:
-        where = [self.file]
-        if self.column:
-            where.append(f"column {self.column!r}")
-        if self.row is not None:
-            where.append(f"row {self.row}")
-        return f"{', '.join(where)}: {self.message}"
 
 
 @dataclass
@@ -77,20 +57,26 @@ def validate_dataset(root: Path, *, strict: bool = False) -> ValidationReport:
     except DataError as exc:
         report.errors.append(Finding(file=str(root), check="layout", message=exc.detail))
         return report
-    eval_path = io.split_path(root, "eval")
-    train_keys = None
+    try:
+        eval_path = io.split_path(root, "eval")
+    except DataError as exc:
+        report.errors.append(
+            Finding(file=exc.file or str(root), check="layout", message=exc.detail)
+        )
+        return report
+    keys: dict[str, pl.DataFrame] = {}
     for split, path in (("train", train_path), ("eval", eval_path)):
         if path is None:
             continue
-        errors, invariants, summary, keys = _validate_file(path)
+        errors, invariants, summary, split_keys = _validate_file(path)
         report.errors += errors
         report.invariants += invariants
         if summary:
             report.summary[split] = summary
-        if split == "train":
-            train_keys = keys
-        elif keys is not None and train_keys is not None:
-            report.errors += _unknown_series(path, keys, train_keys)
+        if split_keys is not None:
+            keys[split] = split_keys
+    if eval_path is not None and {"train", "eval"} <= keys.keys():
+        report.errors += split_errors(eval_path, keys["eval"], keys["train"])
     return report
 
 
@@ -115,11 +101,13 @@ def _validate_file(
             {},
             None,
         )
-    errors = _content_errors(name, frame)
+    if frame.height == 0:
+        return [Finding(file=name, check="empty", message="the file has no rows")], [], {}, None
+    errors = _content_errors(name, frame) + value_errors(name, frame)
     if errors:
         return errors, [], {}, None
     invariants = _invariant_breaks(name, frame)
-    keys = frame.select(["store_id", "product_id"]).unique()
+    keys = frame.select("store_id", "product_id", pl.col("dt").str.to_date()).unique()
     return errors, invariants, _summarise(frame), keys
 
 
@@ -149,14 +137,6 @@ def _schema_errors(name: str, schema: dict[str, pl.DataType]) -> list[Finding]:
     return errors
 
 
-def _first_rows(
-    frame: pl.DataFrame, mask: pl.Expr, columns: list[str]
-) -> tuple[int, list[dict[str, Any]]]:
-    hits = frame.filter(mask)
-    examples = hits.head(MAX_EXAMPLES).select(pl.col("_row").alias("row"), *columns).to_dicts()
-    return hits.height, examples
-
-
 def _finding(
     name: str,
     check: str,
@@ -166,7 +146,7 @@ def _finding(
     mask: pl.Expr,
     show: list[str],
 ) -> Finding | None:
-    count, examples = _first_rows(frame, mask, show)
+    count, examples = first_rows(frame, mask, show)
     if count == 0:
         return None
     first = examples[0]["row"]
@@ -293,23 +273,6 @@ def _invariant_breaks(name: str, frame: pl.DataFrame) -> list[Finding]:
             )
         )
     return [f for f in found if f is not None]
-
-
-def _unknown_series(path: Path, keys: pl.DataFrame, train_keys: pl.DataFrame) -> list[Finding]:
-    unknown = keys.join(train_keys, on=["store_id", "product_id"], how="anti")
-    if unknown.height == 0:
-        return []
-    examples = unknown.head(MAX_EXAMPLES).to_dicts()
-    return [
-        Finding(
-            file=str(path),
-            check="unknown_series",
-            column="store_id, product_id",
-            count=unknown.height,
-            message=f"{unknown.height:,} series are not in train.parquet, e.g. {examples[0]}",
-            examples=examples,
-        )
-    ]
 
 
 def _summarise(frame: pl.DataFrame) -> dict[str, Any]:

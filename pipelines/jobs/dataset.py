@@ -17,6 +17,8 @@ from pipelines.settings import Settings
 # first `make run` finishes in a few minutes on 2 cores.
 DEFAULT_SERIES = 1000
 DEFAULT_SEED = 2024
+# The longest feature window: a business date needs this many days before it.
+MIN_HISTORY_DAYS = 28
 
 console = Console(stderr=True)
 
@@ -54,9 +56,18 @@ def resolve_business_date(root: Path, requested: date | None) -> date:
     lo, hi = days.collect().row(0)
     train_last = io.scan_split(root, "train").select(pl.col("dt").max()).collect().item()
     chosen = requested or train_last
-    if not lo + timedelta(days=28) <= chosen <= hi:
+    first_usable = lo + timedelta(days=MIN_HISTORY_DAYS)
+    if hi < first_usable:
+        held = (hi - lo).days + 1
+        raise DataError(
+            f"the data holds {held} day{'s' if held != 1 else ''} ({lo} .. {hi}); the job needs "
+            f"at least "
+            f"{MIN_HISTORY_DAYS + 1}: {MIN_HISTORY_DAYS} days of history before the business date",
+            file=root,
+        )
+    if not first_usable <= chosen <= hi:
         raise FreshcastError(
             f"business date {chosen} is outside the data's usable range "
-            f"{lo + timedelta(days=28)} .. {hi} (28 days of history are needed)"
+            f"{first_usable} .. {hi} ({MIN_HISTORY_DAYS} days of history are needed)"
         )
     return chosen

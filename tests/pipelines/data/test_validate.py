@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -40,7 +41,8 @@ def test_valid_folder_passes_and_reports_counts(tmp_path: Path) -> None:
 
 def test_hub_layout_with_data_subfolder(tmp_path: Path) -> None:
     _write(tmp_path / "data", hub_frame())
-    _write(tmp_path / "data", hub_frame(n_days=2), split="eval")
+    # eval's days follow train's five (2024-03-28 .. 04-01).
+    _write(tmp_path / "data", hub_frame(n_days=2, start=date(2024, 4, 2)), split="eval")
     assert validate_dataset(tmp_path).ok
 
 
@@ -185,3 +187,110 @@ def test_real_split_is_valid(real_dir: Path) -> None:
     discount = [f for f in report.invariants if f.check == "discount_range"]
     assert discount
     assert discount[0].count == 16_039 + 34
+
+
+# -- inputs that used to get past validation (hardening) ----------------------------------
+
+
+def _folder(tmp_path: Path, train: pl.DataFrame, eval_: pl.DataFrame | None = None) -> Path:
+    _write(tmp_path, train)
+    if eval_ is not None:
+        _write(tmp_path, eval_, split="eval")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "check", "column"),
+    [
+        (
+            lambda f: f.with_columns(pl.lit(float("inf")).alias("sale_amount")),
+            "not_finite",
+            "sale_amount",
+        ),
+        (lambda f: f.with_columns(pl.lit(float("nan")).alias("precpt")), "not_finite", "precpt"),
+        (
+            lambda f: f.with_columns(pl.lit(float("inf")).alias("avg_humidity")),
+            "not_finite",
+            "avg_humidity",
+        ),
+        (lambda f: f.with_columns(pl.lit(-50.0).alias("discount")), "value_range", "discount"),
+        (
+            lambda f: f.with_columns(pl.lit(150.0).alias("avg_humidity")),
+            "value_range",
+            "avg_humidity",
+        ),
+        (
+            lambda f: f.with_columns(pl.col("product_id") + 1_000_000),
+            "id_range",
+            "product_id",
+        ),
+    ],
+)
+def test_impossible_values_are_errors_that_name_file_column_and_row(
+    tmp_path: Path, mutate, check: str, column: str
+) -> None:
+    _folder(tmp_path, mutate(hub_frame()))
+    result = _invoke(str(tmp_path))
+    assert result.exit_code == 2, result.output
+    report = validate_dataset(tmp_path)
+    finding = next(f for f in report.errors if f.check == check)
+    assert finding.column == column
+    assert finding.row == 0
+    assert "train.parquet" in finding.file
+
+
+def test_a_file_with_no_rows_is_an_error(tmp_path: Path) -> None:
+    _folder(tmp_path, hub_frame().head(0))
+    result = _invoke(str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "the file has no rows" in result.output
+
+
+@pytest.mark.parametrize(
+    ("start", "words"),
+    [
+        (date(2024, 3, 31), "overlap train"),
+        (date(2024, 3, 20), "are not after train's last day"),
+        (date(2024, 5, 1), "not the day after train ends"),
+    ],
+)
+def test_eval_days_must_follow_train(tmp_path: Path, start: date, words: str) -> None:
+    _folder(tmp_path, hub_frame(n_days=5), hub_frame(n_days=3, start=start))
+    result = _invoke(str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert words in result.output
+    assert "eval.parquet" in result.output
+
+
+def test_eval_right_after_train_is_valid(tmp_path: Path) -> None:
+    train = hub_frame(n_days=5)
+    _folder(tmp_path, train, hub_frame(n_days=3, start=date(2024, 3, 28) + timedelta(days=5)))
+    assert validate_dataset(tmp_path).ok
+
+
+def test_a_directory_or_a_looping_link_where_a_file_should_be(tmp_path: Path) -> None:
+    _folder(tmp_path, hub_frame())
+    (tmp_path / "eval.parquet").mkdir()
+    result = _invoke(str(tmp_path))
+    assert result.exit_code == 2, result.output
+    assert "a directory (or device) where a parquet file should be" in result.output
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "train.parquet").symlink_to(other / "train.parquet")
+    result = _invoke(str(other))
+    assert result.exit_code == 2, result.output
+    assert "a broken or looping link" in result.output
+
+
+def test_too_few_days_for_the_job_names_the_right_range(tmp_path: Path) -> None:
+    """A valid one-day dataset is not enough for the daily job: exit 2, the range as it is."""
+    _folder(tmp_path / "raw", hub_frame(n_days=1))
+    assert validate_dataset(tmp_path / "raw").ok
+    result = runner.invoke(
+        app,
+        ["run", "--data", str(tmp_path / "raw")],
+        env={"FRESHCAST_HOME": str(tmp_path / "home"), "FRESHCAST_PROFILE": "smoke"},
+    )
+    assert result.exit_code == 2, result.output
+    assert "the data holds 1 day (2024-03-28 .. 2024-03-28)" in result.output
+    assert "Traceback" not in result.output
