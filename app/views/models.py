@@ -97,6 +97,8 @@ with common.guard("the registry"):
         with right:
             st.altair_chart(charts.metric_bars(versions, metric="acc"), width="stretch")
 
+        if best and best.get("gate_warning"):
+            st.warning(f"**Gate warning.** {best['gate_warning']}", icon=":material/warning:")
         if best and best.get("live_alert"):
             st.warning(f"**Live accuracy alert.** {best['live_alert']}", icon=":material/warning:")
         _live_section(versions)

@@ -8,6 +8,7 @@ the register step logs the pyfunc and sets ``challenger``; the gate step promote
 from __future__ import annotations
 
 import json
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -25,6 +26,8 @@ from pipelines.serving import registry
 from pipelines.serving.pyfunc import log_and_register
 from pipelines.training.fit import load_model
 from pipelines.training.recipe import Recipe
+
+logger = logging.getLogger("freshcast")
 
 # The backtest window: the last week of history, as long as the forecast.
 BACKTEST_DAYS = HORIZON
@@ -198,6 +201,18 @@ def gate_step(ctx: StepContext) -> dict[str, Any]:
     )
     if decision.promote:
         registry.set_champion(version)
+    # A first champion is promoted with nothing to protect, even past the bias cap: planners
+    # need a forecast. Then it must not pass unnoticed: a WARNING, and a tag the UI shows.
+    warning = None
+    if decision.promote and champion is None and abs(decision.challenger_wpe) > decision.wpe_limit:
+        warning = (
+            f"v{version} became the first champion although its |wpe| "
+            f"{abs(decision.challenger_wpe):.4f} exceeds the limit {decision.wpe_limit}"
+        )
+        logger.warning(warning)
+        registered = registry.get_version(version)
+        if registered is not None:
+            registry.tag_version(registered, {"gate/warning": warning})
     with step_run(ctx, "gate"):
         mlflow.log_metrics(decision.as_metrics())
         mlflow.set_tags(
@@ -209,4 +224,5 @@ def gate_step(ctx: StepContext) -> dict[str, Any]:
         "version": version,
         "promote": decision.promote,
         "reason": f"{verdict}: {decision.reason}",
+        "warning": warning,
     }

@@ -210,6 +210,7 @@ def list_versions() -> pl.DataFrame:
                 "wpe": metrics.get("eval/wpe"),
                 "live_acc": metrics.get("live/acc"),
                 "live_alert": v.tags.get("live/alert", ""),
+                "gate_warning": v.tags.get("gate/warning", ""),
             }
         )
     return pl.DataFrame(rows)

@@ -336,3 +336,23 @@ def test_refresh_without_a_champion_is_a_clear_error(raw: Path, tmp_path: Path) 
     assert out.exit_code != 0
     assert "no champion to refresh" in out.output
     assert "Traceback" not in out.output
+
+
+def test_a_first_champion_past_the_bias_cap_carries_a_visible_warning(done_home: Path) -> None:
+    """With no champion the first model is promoted whatever its bias, but never silently."""
+    import json
+
+    markers = done_home / "data" / "jobs" / "daily" / "2024-05-15"
+    gate = json.loads((markers / "gate.json").read_text())
+    wpe = json.loads((markers / "evaluate.json").read_text())["metrics"]["wpe"]
+    settings = _settings(done_home)
+    registry.configure(settings.tracking_uri)
+    version = registry.get_version(1)
+    assert version is not None
+    assert gate["promote"] is True
+    if abs(wpe) > settings.gate.wpe_limit:
+        assert gate["warning"].startswith("v1 became the first champion")
+        assert version.tags["gate/warning"] == gate["warning"]
+    else:
+        assert gate["warning"] is None
+        assert "gate/warning" not in version.tags
