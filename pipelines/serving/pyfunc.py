@@ -19,6 +19,7 @@ from mlflow.pyfunc import PythonModel
 
 import models
 import pipelines
+from models.constants import HORIZON
 from models.forecasters import Forecaster
 from models.forecasters.panel import last_day
 from pipelines.data.contract import FORECAST_SCHEMA
@@ -106,7 +107,7 @@ def log_and_register(
     end = last_day(history)
     tail = history.filter(pl.col("dt") > end - timedelta(days=HISTORY_DAYS_KEPT))
     tail = tail.drop("hours_sale", "hours_stock_status", strict=False)
-    example = forecast_requests(tail.lazy(), tail.head(0).lazy(), day=end, horizon=7).head(14)
+    example = forecast_requests(tail.lazy(), tail.head(0).lazy(), day=end, horizon=HORIZON).head(14)
     with tempfile.TemporaryDirectory(prefix="freshcast-model-") as tmp:
         model_path = Path(tmp) / "model.pkl"
         model_path.write_bytes(model.save())
