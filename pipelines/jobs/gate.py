@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from typing import Any
 
 import mlflow
@@ -18,6 +19,7 @@ import polars as pl
 
 from models.constants import HORIZON
 from pipelines.data import io
+from pipelines.errors import DataError
 from pipelines.evaluation.backtest import backtest_recipe, plot_forecast_vs_actual
 from pipelines.jobs.data_steps import DayInputs, recovered_history
 from pipelines.jobs.runner import StepContext
@@ -99,6 +101,14 @@ def evaluate_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
     started = time.perf_counter()
     result = backtest_recipe(recipe, history, days=BACKTEST_DAYS)
     backtest_seconds = time.perf_counter() - started
+    if "acc" not in result.metrics or "wpe" not in result.metrics:
+        # Nothing to judge the model by: stop before it can be registered.
+        first = paths.day - timedelta(days=BACKTEST_DAYS - 1)
+        raise DataError(
+            f"the backtest window {first} .. {paths.day} has no day to score "
+            f"({int(result.metrics.get('rows', 0))} rows without a stockout in hours 6..21 and "
+            "with sales); no version was registered. Run a later date, when clean days arrive."
+        )
     record_refresh_history(ctx, paths, result.metrics, backtest_seconds)
     champion = registry.alias_version(registry.CHAMPION)
     champion_metrics = None
@@ -159,7 +169,11 @@ def record_refresh_history(
         },
     )
     path = ctx.settings.layout.continual_history
-    if path.is_file():
+    damaged = io.damage(path) if path.exists() else None
+    if damaged is not None:
+        # Only the Models page reads this file: a damaged one is started afresh, not fatal.
+        logger.warning("%s: %s; starting it afresh", path, damaged)
+    elif path.is_file():
         past = io.scan_parquet(path).collect().filter(pl.col("business_date") != paths.day)
         row = pl.concat([past, row], how="vertical_relaxed")
     io.write_parquet(row.sort("business_date"), path)
