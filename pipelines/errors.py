@@ -45,6 +45,12 @@ class DataError(FreshcastError):
         super().__init__(prefix + message)
 
 
+class UsageError(FreshcastError):
+    """A command asked for something it must not do as given (e.g. an unsafe option)."""
+
+    exit_code = 2
+
+
 class DataQualityError(FreshcastError):
     """A day that keeps the contract but is implausible against its trailing weeks."""
 

@@ -6,6 +6,7 @@ Environment:
     FRESHCAST_TRACKING_URI: an MLflow tracking URI, e.g. a team's server.
     FRESHCAST_DAILY_CRON, FRESHCAST_RETRAIN_CRON: the schedules (5-field cron).
     FRESHCAST_ALERT_WEBHOOK: a URL that live-accuracy alerts are POSTed to as JSON.
+    FRESHCAST_ADMIN_TOKEN: the token the app asks for before promote or rollback.
     FRESHCAST_QUALITY_<NAME>: a bound of the data-quality gate, e.g.
         FRESHCAST_QUALITY_CHAIN_LEVEL_MAX=2.5 (names: :class:`QualitySettings`).
 """
@@ -65,6 +66,8 @@ class Settings(BaseModel):
     profile: str = "default"
     # Where a live-accuracy alert is POSTed as JSON (none: the log, the UI and a tag only).
     alert_webhook: str | None = None
+    # Required for promote and rollback in the app when it is served beyond localhost.
+    admin_token: str | None = None
 
     @property
     def layout(self) -> Layout:
@@ -89,6 +92,7 @@ def load_settings(**overrides: object) -> Settings:
         ("recovery_method", "FRESHCAST_RECOVERY_METHOD"),
         ("forecast_model", "FRESHCAST_FORECAST_MODEL"),
         ("alert_webhook", "FRESHCAST_ALERT_WEBHOOK"),
+        ("admin_token", "FRESHCAST_ADMIN_TOKEN"),
     ):
         if var in env:
             values[key] = env[var]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+
 import altair as alt
 import polars as pl
 import streamlit as st
@@ -224,9 +226,16 @@ with common.guard("the promotion controls"):
             sure = st.checkbox(
                 "I understand this changes which model serves forecasts", key="models-confirm"
             )
+            token = (
+                st.text_input("Admin token", type="password", key="models-token")
+                if s.admin_token
+                else None
+            )
             submitted = st.form_submit_button("Apply", type="primary")
         if submitted:
-            if not sure:
+            if s.admin_token and not hmac.compare_digest(token or "", s.admin_token):
+                st.warning("The admin token is wrong: nothing was changed.")
+            elif not sure:
                 st.warning("Tick the confirmation box first.")
             elif not reason.strip():
                 st.warning("Give a reason: it is logged with the override.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 
 from pipelines.cli.common import DataDir, console, handle_errors, settings_for
-from pipelines.errors import FreshcastError
+from pipelines.errors import FreshcastError, UsageError
 
 
 @handle_errors
@@ -168,6 +169,12 @@ def ui(
         str, typer.Option(help="Address to serve on (localhost by default).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to serve on.")] = 8501,
+    allow_remote: Annotated[
+        bool,
+        typer.Option(
+            help="Serve beyond this machine; promote and rollback then need FRESHCAST_ADMIN_TOKEN."
+        ),
+    ] = False,
 ) -> None:
     """Serve the Streamlit app (data, stockouts, forecasts, models, jobs) on HOST:PORT.
 
@@ -176,6 +183,17 @@ def ui(
     import sys
 
     from pipelines.cli.child import run_until_stopped
+
+    if not _is_loopback(host):
+        if not allow_remote:
+            raise UsageError(
+                f"serving on {host} would let anyone who reaches it promote or roll back "
+                "models; pass --allow-remote to mean it (and set FRESHCAST_ADMIN_TOKEN)"
+            )
+        if not settings_for().admin_token:
+            raise UsageError(
+                f"serving on {host} needs FRESHCAST_ADMIN_TOKEN: promote and rollback ask for it"
+            )
 
     # Found, not imported: the app is the layer above pipelines, started as its own process.
     spec = importlib.util.find_spec("app.streamlit_app")
@@ -203,3 +221,13 @@ def ui(
         "#2a9d8f",
     ]
     raise typer.Exit(run_until_stopped(cmd))
+
+
+def _is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

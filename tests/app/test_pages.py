@@ -182,6 +182,35 @@ def test_models_promote_and_roll_back(monkeypatch: pytest.MonkeyPatch, home: Pat
     assert metrics(at)["Champion"] == before
 
 
+def test_with_an_admin_token_overrides_need_it(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    monkeypatch.setenv("FRESHCAST_ADMIN_TOKEN", "s3cret")
+    at = open_page(monkeypatch, home, "models")
+    before = metrics(at)["Champion"]
+    other = next(v for v in at.selectbox(key="models-version").options if f"v{v}" != before)
+
+    def apply(token: str) -> None:
+        at.selectbox(key="models-version").select(other)
+        at.text_input(key="models-reason").input("token test")
+        at.checkbox(key="models-confirm").check()
+        at.text_input(key="models-token").input(token)
+        at.form_submit_button[0].click().run()
+        assert_clean(at)
+
+    apply("wrong")
+    assert any("admin token is wrong" in w.value for w in at.warning)
+    at.run()
+    assert metrics(at)["Champion"] == before
+    apply("s3cret")
+    assert at.success, "no confirmation of the promotion"
+    at.run()
+    assert metrics(at)["Champion"] == f"v{other}"
+    # Put the champion back for the other tests of this module.
+    at.radio(key="models-action").set_value("Roll back to the previous champion")
+    apply("s3cret")
+    at.run()
+    assert metrics(at)["Champion"] == before
+
+
 def test_jobs(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
     at = open_page(monkeypatch, home, "jobs")
     assert_clean(at)
