@@ -16,7 +16,7 @@ import polars as pl
 
 from models.forecasters.base import Forecaster
 from models.forecasters.panel import last_history_day
-from models.forecasters.update import Probe, UpdateConfig
+from models.forecasters.update import Probe, UpdateConfig, no_work
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -81,13 +81,7 @@ class _RecentHistory(Forecaster):
         history it is given at predict time. So an update refits it on the history through
         ``through`` (free: no work), and the windows, config and probes are not read."""
         self._fit_core(panel.filter((pl.col("dt") <= through) & ~pl.col("is_future")))
-        return {
-            "work": 0.0,
-            "rows": 0,
-            "probe_curve": [],
-            "probe_seconds": 0.0,
-            "probe_cpu_seconds": 0.0,
-        }
+        return no_work()
 
 
 class SeasonalNaive(_RecentHistory):

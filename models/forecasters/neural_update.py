@@ -35,7 +35,7 @@ from models.forecasters.neural_net import (
     weighted_loss,
 )
 from models.forecasters.panel import first_day, last_day
-from models.forecasters.update import Probe, UpdateConfig
+from models.forecasters.update import Probe, UpdateConfig, no_work
 from models.training import cpu_trainer
 
 BoolArray = npt.NDArray[np.bool_]
@@ -118,13 +118,7 @@ def fine_tune(
     arrays, s, o, replay = window_index(model, panel, windows)
     distil = cfg.replay_targets == "forecast" and not scratch and bool(replay.any())
     if len(s) == 0:  # nothing trainable (e.g. only windows without a full lookback)
-        return {
-            "work": 0.0,
-            "rows": 0,
-            "probe_curve": [],
-            "probe_seconds": 0.0,
-            "probe_cpu_seconds": 0.0,
-        }
+        return no_work()
     nets = model.nets()
     probe = ProbeCallback(model, probes, cfg.probe_every) if probes else None
     callbacks: list[L.Callback] = [probe] if probe is not None else []

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -134,3 +134,14 @@ class Probe:
     origin: date
     panel: pl.DataFrame
     actuals: pl.DataFrame
+
+
+def no_work() -> dict[str, Any]:
+    """The info of an update that trained nothing."""
+    return {
+        "work": 0.0,
+        "rows": 0,
+        "probe_curve": [],
+        "probe_seconds": 0.0,
+        "probe_cpu_seconds": 0.0,
+    }

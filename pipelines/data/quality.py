@@ -99,8 +99,8 @@ def day_figures(days: pl.LazyFrame, day: date, *, trailing: int = TRAILING_DAYS)
 
     Reads ``series_id``, ``dt``, ``sale_amount``, ``hours_sale``, ``hours_stock_status`` and
     the covariates of the days ``day - trailing .. day``. Returns ``trailing_days`` (how
-    many window days have rows) and one figure per check; checks with nothing to measure
-    (no window) are absent.
+    many window days have rows) and one figure per check; with no window the checks
+    are absent. A day with no rows at all misses every series.
     """
     start = day - timedelta(days=trailing)
     rows = (
@@ -115,8 +115,17 @@ def day_figures(days: pl.LazyFrame, day: date, *, trailing: int = TRAILING_DAYS)
     window = rows.filter(pl.col("dt") < day)
     n_window_days = window["dt"].n_unique()
     out: dict[str, Any] = {"trailing_days": n_window_days, "rows": today.height}
-    if n_window_days == 0 or today.height == 0:
+    if n_window_days == 0:
         return out
+    if today.height == 0:  # the whole day is missing: every series, and all of its sales
+        return out | {
+            "chain_level": 0.0,
+            "series_level": 0.0,
+            "zero_hours": 0.0,
+            "stockout_share": 0.0,
+            "missing_series": 1.0,
+            "covariates": 0.0,
+        }
     totals = window.group_by("dt").agg(pl.col("sale_amount").sum())
     usual = float(totals.select(pl.col("sale_amount").median().fill_null(0.0)).item())
     out["chain_level"] = float(today["sale_amount"].sum()) / usual if usual > 0 else float("nan")

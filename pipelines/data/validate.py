@@ -17,7 +17,7 @@ import polars as pl
 
 from pipelines.data import io
 from pipelines.data.contract import HOURS, KEY_COLUMNS, LIST_COLUMNS, RAW_SCHEMA
-from pipelines.data.validate_values import Finding, first_rows, split_errors, value_errors
+from pipelines.data.validate_values import Finding, finding, split_errors, value_errors
 from pipelines.errors import DataError
 
 MAX_EXAMPLES = 5
@@ -137,37 +137,13 @@ def _schema_errors(name: str, schema: dict[str, pl.DataType]) -> list[Finding]:
     return errors
 
 
-def _finding(
-    name: str,
-    check: str,
-    column: str,
-    message: str,
-    frame: pl.DataFrame,
-    mask: pl.Expr,
-    show: list[str],
-) -> Finding | None:
-    count, examples = first_rows(frame, mask, show)
-    if count == 0:
-        return None
-    first = examples[0]["row"]
-    return Finding(
-        file=name,
-        check=check,
-        column=column,
-        row=first,
-        count=count,
-        message=f"{message} ({count:,} rows; first at row {first})",
-        examples=examples,
-    )
-
-
 def _content_errors(name: str, frame: pl.DataFrame) -> list[Finding]:
     keys = list(KEY_COLUMNS)
     found: list[Finding | None] = []
     for column in LIST_COLUMNS:
         length = pl.col(column).list.len()
         found.append(
-            _finding(
+            finding(
                 name,
                 "list_length",
                 column,
@@ -179,15 +155,15 @@ def _content_errors(name: str, frame: pl.DataFrame) -> list[Finding]:
         )
     for column in keys:
         found.append(
-            _finding(name, "null_key", column, "key is null", frame, pl.col(column).is_null(), keys)
+            finding(name, "null_key", column, "key is null", frame, pl.col(column).is_null(), keys)
         )
     bad_dt = (
         pl.col("dt").str.to_date("%Y-%m-%d", strict=False).is_null() & pl.col("dt").is_not_null()
     )
-    found.append(_finding(name, "date_format", "dt", "not a YYYY-MM-DD date", frame, bad_dt, keys))
+    found.append(finding(name, "date_format", "dt", "not a YYYY-MM-DD date", frame, bad_dt, keys))
     dup = pl.struct(keys).is_duplicated()
     found.append(
-        _finding(
+        finding(
             name, "duplicate_key", "store_id, product_id, dt", "duplicate key", frame, dup, keys
         )
     )
@@ -250,7 +226,7 @@ def _invariant_breaks(name: str, frame: pl.DataFrame) -> list[Finding]:
         ),
     ]
     found = [
-        _finding(name, check, column, message, frame, mask, [*keys, *show])
+        finding(name, check, column, message, frame, mask, [*keys, *show])
         for check, column, message, mask, show in checks
     ]
     sorted_frame = frame.sort(["store_id", "product_id", "dt"])

@@ -61,23 +61,42 @@ def first_rows(
     return hits.height, examples
 
 
-def _error(
-    name: str, check: str, column: str, message: str, frame: pl.DataFrame, mask: pl.Expr
+def finding(
+    name: str,
+    check: str,
+    column: str,
+    message: str,
+    frame: pl.DataFrame,
+    mask: pl.Expr,
+    show: list[str],
+    *,
+    quote: bool = False,
 ) -> Finding | None:
-    shown = [*KEY_COLUMNS, *([column] if column not in KEY_COLUMNS else [])]
-    count, examples = first_rows(frame, mask.fill_null(True), shown)
+    """The rows ``mask`` selects as one finding: count, first row, examples of ``show``.
+
+    ``quote`` adds the first row's value of ``column`` to the message.
+    """
+    count, examples = first_rows(frame, mask, show)
     if count == 0:
         return None
     row = examples[0]["row"]
+    value = f": {examples[0][column]!r}" if quote else ""
     return Finding(
         file=name,
         check=check,
         column=column,
         row=row,
         count=count,
-        message=f"{message} ({count:,} rows; first at row {row}: {examples[0][column]!r})",
+        message=f"{message} ({count:,} rows; first at row {row}{value})",
         examples=examples,
     )
+
+
+def _error(
+    name: str, check: str, column: str, message: str, frame: pl.DataFrame, mask: pl.Expr
+) -> Finding | None:
+    shown = [*KEY_COLUMNS, *([column] if column not in KEY_COLUMNS else [])]
+    return finding(name, check, column, message, frame, mask.fill_null(True), shown, quote=True)
 
 
 def value_errors(name: str, frame: pl.DataFrame) -> list[Finding]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -13,21 +10,10 @@ import pytest
 from pipelines.data.simulate import SimulationConfig, write_simulation
 from pipelines.serving import registry
 from pipelines.settings import load_settings
+from tests.e2e.cli import run_freshcast
 
 SIM = SimulationConfig(series=40, days=42, eval_days=3, seed=9)
 LAST_TRAIN_DAY = "2024-05-08"
-
-
-def _freshcast(*args: str, home: Path, data: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHCAST_")}
-    env |= {"FRESHCAST_HOME": str(home), "FRESHCAST_DATA": str(data), "FRESHCAST_PROFILE": "smoke"}
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +44,7 @@ def test_a_week_without_a_clean_day_stops_before_register(data: Path, tmp_path: 
     train.write_parquet(out / "train.parquet")
     home = tmp_path / "home"
     # The stockout share jumps, so the day needs the operator's word to get past quality.
-    proc = _freshcast("run", "--accept-day", LAST_TRAIN_DAY, home=home, data=out)
+    proc = run_freshcast("run", "--accept-day", LAST_TRAIN_DAY, home=home, data=out)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "has no day to score" in proc.stderr
     assert "no version was registered" in proc.stderr
@@ -69,12 +55,12 @@ def test_a_week_without_a_clean_day_stops_before_register(data: Path, tmp_path: 
 
 def test_a_damaged_ui_history_file_is_started_afresh(data: Path, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    first = _freshcast("run", home=home, data=data)
+    first = run_freshcast("run", home=home, data=data)
     assert first.returncode == 0, first.stderr[-3000:]
     history = load_settings(home=home).layout.continual_history
     assert history.is_file()
     history.write_bytes(b"not a parquet file")
-    second = _freshcast("run", "--date", "2024-05-09", home=home, data=data)
+    second = run_freshcast("run", "--date", "2024-05-09", home=home, data=data)
     assert second.returncode == 0, second.stderr[-3000:]
     assert "starting it afresh" in second.stderr
     rebuilt = pl.read_parquet(history)

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -16,26 +13,11 @@ import pytest
 from pipelines.data.simulate import SimulationConfig, write_simulation
 from pipelines.serving import registry
 from pipelines.settings import load_settings
+from tests.e2e.cli import run_freshcast
 
 SIM = SimulationConfig(series=40, days=42, eval_days=3, seed=5)
 LAST_TRAIN_DAY = "2024-05-08"  # 42 days from 2024-03-28
 CORRUPT_DAY = "2024-05-09"
-
-
-def _freshcast(
-    *args: str, home: Path, data: Path, **extra: str
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHCAST_")} | extra
-    env.update(
-        {"FRESHCAST_HOME": str(home), "FRESHCAST_DATA": str(data), "FRESHCAST_PROFILE": "smoke"}
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +39,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     )
     ev.write_parquet(data / "eval.parquet")
     home = tmp_path_factory.mktemp("home")
-    first = _freshcast("run", home=home, data=data)
+    first = run_freshcast("run", home=home, data=data)
     assert first.returncode == 0, first.stderr[-3000:]
     return home, data
 
@@ -71,7 +53,7 @@ def _versions(home: Path) -> int:
 def test_a_corrupt_day_is_quarantined_and_changes_nothing(project: tuple[Path, Path]) -> None:
     home, data = project
     before = _versions(home)
-    proc = _freshcast("run", "--date", CORRUPT_DAY, home=home, data=data)
+    proc = run_freshcast("run", "--date", CORRUPT_DAY, home=home, data=data)
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert f"day {CORRUPT_DAY} fails the data-quality gate" in proc.stderr
     assert "chain_level" in proc.stderr
@@ -103,7 +85,7 @@ def test_an_operator_can_accept_the_day_and_the_champion_is_flagged(
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        proc = _freshcast(
+        proc = run_freshcast(
             "run",
             "--date",
             CORRUPT_DAY,

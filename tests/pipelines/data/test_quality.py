@@ -88,6 +88,8 @@ def test_missing_series_and_impossible_covariates_fail(sim_dir: Path) -> None:
     keep = days.select("series_id").unique().collect()["series_id"].sort()[:20]
     thinned = days.filter((pl.col("dt") != day) | pl.col("series_id").is_in(keep.implode()))
     assert "missing_series" in _failed(thinned, day)
+    gone = days.filter(pl.col("dt") != day)  # the whole day's feed never arrived
+    assert {"chain_level", "series_level", "missing_series"} <= _failed(gone, day)
     hot = _with_day_changed(days, day, [pl.lit(float("inf")).alias("avg_humidity")])
     assert "covariates" in _failed(hot, day)
     cheap = _with_day_changed(days, day, [pl.lit(-50.0).alias("discount")])
