@@ -8,6 +8,7 @@ are read on demand by filtering the parquet files lazily on ``series_id``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
@@ -229,3 +230,35 @@ def run_params(settings: Settings, run_id: str) -> dict[str, str]:
 
     registry.configure(settings.tracking_uri)
     return dict(MlflowClient().get_run(run_id).data.params)
+
+
+def override_log(settings: Settings) -> pl.DataFrame:
+    """Every promote and rollback outside the gate, newest first: by hand (the CLI, this app)
+    and by the daily job on live evidence (``gate.on_live_drop = rollback``)."""
+    if not has_registry(settings):
+        return pl.DataFrame()
+    import mlflow
+
+    from pipelines.serving import registry
+
+    registry.configure(settings.tracking_uri)
+    runs = mlflow.search_runs(
+        experiment_names=["overrides"], output_format="list", order_by=["start_time DESC"]
+    )
+    return pl.DataFrame(
+        [
+            {
+                "time": datetime.fromtimestamp(r.info.start_time / 1000, UTC),
+                "action": r.data.tags.get("action", ""),
+                "version": r.data.tags.get("version", ""),
+                "reason": r.data.tags.get("reason", ""),
+            }
+            for r in runs
+        ],
+        schema={
+            "time": pl.Datetime("ms", "UTC"),
+            "action": pl.String,
+            "version": pl.String,
+            "reason": pl.String,
+        },
+    )

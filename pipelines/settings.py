@@ -9,12 +9,15 @@ Environment:
     FRESHCAST_ADMIN_TOKEN: the token the app asks for before promote or rollback.
     FRESHCAST_QUALITY_<NAME>: a bound of the data-quality gate, e.g.
         FRESHCAST_QUALITY_CHAIN_LEVEL_MAX=2.5 (names: :class:`QualitySettings`).
+    FRESHCAST_GATE_<NAME>: a setting of the promotion gate, e.g.
+        FRESHCAST_GATE_ON_LIVE_DROP=rollback (names: :class:`GateSettings`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,15 +25,27 @@ from pipelines.data.layout import Layout
 
 
 class GateSettings(BaseModel):
-    """The promotion gate: a challenger needs acc ≥ champion − tolerance and |wpe| ≤ limit."""
+    """The promotion gate (see :mod:`pipelines.jobs.gate`), judged on the same window as the
+    champion: acc ≥ champion's − ``acc_tolerance``, |wpe| ≤ champion's |wpe| +
+    ``wpe_tolerance``, and forecasts of the next week that pass the sanity checks."""
 
     model_config = ConfigDict(frozen=True)
 
     acc_tolerance: float = Field(0.005, ge=0, le=1)
+    wpe_tolerance: float = Field(0.02, ge=0, le=1)
+    # An absolute bias cap: a champion past it is promoted with a visible warning, not blocked
+    # (a week can break it on its own, see docs/forecasting.md).
     wpe_limit: float = Field(0.10, gt=0, le=1)
+    # Sanity checks of the candidate's next-week forecasts against the champion's:
+    # their total within ±total_band, and the per-series rank correlation ≥ rank_floor.
+    # With no champion the reference is last week's demand, a looser one: twice the band.
+    total_band: float = Field(0.15, gt=0)
+    rank_floor: float = Field(0.8, ge=-1, le=1)
     # The champion is flagged when its rolling 7-day live acc falls this far below the acc
-    # the gate measured for it.
+    # the gate measured for it, or (with on_live_drop = rollback) rolled back when it falls
+    # this far below the previous champion's live acc on the same days.
     live_margin: float = Field(0.05, ge=0, le=1)
+    on_live_drop: Literal["alert", "rollback"] = "alert"
 
 
 class QualitySettings(BaseModel):
@@ -96,12 +111,12 @@ def load_settings(**overrides: object) -> Settings:
     ):
         if var in env:
             values[key] = env[var]
-    quality = {
-        name: env[f"FRESHCAST_QUALITY_{name.upper()}"]
-        for name in QualitySettings.model_fields
-        if f"FRESHCAST_QUALITY_{name.upper()}" in env
-    }
-    if quality:
-        values["quality"] = QualitySettings.model_validate(quality)
+    for key, group in (("quality", QualitySettings), ("gate", GateSettings)):
+        prefix = f"FRESHCAST_{key.upper()}_"
+        given = {
+            n: env[prefix + n.upper()] for n in group.model_fields if prefix + n.upper() in env
+        }
+        if given:
+            values[key] = group.model_validate(given)
     values.update(overrides)
     return Settings.model_validate(values)

@@ -247,3 +247,8 @@ with common.guard("the promotion controls"):
                     rollback_champion(s, reason.strip())
                     st.success("Rolled back to the previous champion.")
                 st.cache_data.clear()
+
+    overrides = app_data.override_log(s)
+    if not overrides.is_empty():
+        st.markdown("**Override log** (by hand, and rollbacks on live evidence)")
+        st.dataframe(overrides, hide_index=True, width="stretch")

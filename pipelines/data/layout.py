@@ -10,14 +10,16 @@ writes: the folders are made by :mod:`pipelines.data.io` when a file is written.
       data/
         raw/                         the embedded default dataset (hub layout)
         recovered/<day>.parquet      stage 1 output of the daily job
-        models/<day>/model.pkl       the day's trained or refreshed forecaster
+        recovery/<day>.pkl           the fitted recoverer and series memory behind it
+        models/<day>/model.pkl       the day's candidate, through <day> (what is registered)
+        models/<day>/lagged.pkl      the same candidate as of <day>−7 (what the gate scores)
         models/<day>/refreshed.pkl   ``freshcast refresh --model FILE``
         models/<model>-<target>.pkl  ``freshcast train``
         forecasts/<day>.parquet      the served forecasts
         ledger/made_on=<day>/        every served forecast, kept (append-only)
         live/<day>.parquet           the ledger scored against the actuals of <day>
         metrics/<day>.json           the day's backtest rows
-        replay/<model>/<day>/        the replay buffer, staged per day
+        replay/<model>/<day>/        the lagged candidate's replay buffer, staged per day
         continual/history.parquet    refresh vs full-fit history (Models page)
         aggregates/<day>/            the UI's precomputed frames
         jobs/<job>/<day>/            step markers (resumable jobs)
@@ -62,8 +64,26 @@ class Layout:
     def recovered(self, day: str) -> Path:
         return self.data / "recovered" / f"{day}.parquet"
 
+    def recovery_state(self, day: str) -> Path:
+        """What the recovery of ``recovered(day)`` leaves for the next day's incremental one:
+        the fitted recoverer, its series memory and a digest of the history."""
+        return self.data / "recovery" / f"{day}.pkl"
+
+    def recovery_states(self) -> list[Path]:
+        """Every day's :meth:`recovery_state`, oldest first."""
+        folder = self.data / "recovery"
+        return sorted(folder.glob("????-??-??.pkl")) if folder.is_dir() else []
+
     def model(self, day: str) -> Path:
         return self.data / "models" / day / "model.pkl"
+
+    def lagged_model(self, day: str) -> Path:
+        """The day's candidate as of D−7: the model the gate scores on D−6..D."""
+        return self.data / "models" / day / "lagged.pkl"
+
+    def lagged_buffer(self, model: str, day: str) -> Path:
+        """The replay buffer that goes with :meth:`lagged_model` (the lagged chain's)."""
+        return self.replay(model) / day
 
     def refreshed_model(self, day: str) -> Path:
         return self.data / "models" / day / "refreshed.pkl"

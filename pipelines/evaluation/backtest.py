@@ -1,44 +1,27 @@
-"""Backtest a recipe on the last days of history with the published protocol."""
+"""Forecasts of days that have already arrived, made as of an earlier origin, and their plot."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
-import numpy as np
 import polars as pl
 
-from models.forecasters.panel import last_day
-from models.metrics import clean_rows, score_forecast
+from models.constants import HORIZON
+from models.forecasters import Forecaster
 from pipelines.features.panel import STAGE1_COLUMNS, split_stage1
 from pipelines.serving.forecast import forecast_days
-from pipelines.training.recipe import Recipe, fit_recipe
 
 
-@dataclass(frozen=True)
-class BacktestResult:
-    metrics: dict[str, float]
-    predictions: pl.DataFrame  # forecasts joined with actuals, for plots
-
-
-def backtest_recipe(recipe: Recipe, history: pl.DataFrame, *, days: int = 7) -> BacktestResult:
-    """Fit on history up to ``days`` before its end; score the last ``days`` (published protocol)."""
-    cut = last_day(history) - timedelta(days=days)
-    past = history.filter(pl.col("dt") <= cut)
-    window = history.filter(pl.col("dt") > cut)
-    model = fit_recipe(recipe, past)
-    hist, recovery = split_stage1(past)
-    pred = forecast_days(model, hist, window.drop(STAGE1_COLUMNS).lazy(), recovery=recovery)
-    scored = pred.join(
-        window.select(
-            "store_id", "product_id", "dt", "sale_amount", "stock_hour6_22_cnt", "demand_amount"
-        ),
-        on=["store_id", "product_id", "dt"],
+def forecast_from(model: Forecaster, history: pl.DataFrame, origin: date) -> pl.DataFrame:
+    """The model's forecast of the days after ``origin`` that history holds (at most 7), made
+    from history up to ``origin`` only: the days' sales never reach the features."""
+    past = history.filter(pl.col("dt") <= origin)
+    window = history.filter(
+        (pl.col("dt") > origin) & (pl.col("dt") <= origin + timedelta(days=HORIZON))
     )
-    metrics = score_forecast(clean_rows(scored))
-    metrics = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
-    return BacktestResult(metrics=metrics, predictions=scored)
+    hist, recovery = split_stage1(past)
+    return forecast_days(model, hist, window.drop(STAGE1_COLUMNS).lazy(), recovery=recovery)
 
 
 def plot_forecast_vs_actual(scored: pl.DataFrame) -> Any:

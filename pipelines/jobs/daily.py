@@ -1,7 +1,7 @@
 """The daily job and the refresh job: their steps, bound to a dataset and a business date.
 
 The daily job, for a business date D (the last day whose sales have arrived):
-ingest → recover → train → evaluate → register → gate → forecast → live → aggregates.
+ingest → recover → live → train → evaluate → register → gate → forecast → aggregates.
 Each step is resumable (see :mod:`pipelines.jobs.runner`) and logs a nested MLflow run
 under one parent run per job and date (:mod:`pipelines.jobs.tracking`).
 """
@@ -15,8 +15,10 @@ from typing import Any
 
 from pipelines.jobs.data_steps import DayInputs, ingest_step, recover_step
 from pipelines.jobs.dataset import ensure_dataset, resolve_business_date
-from pipelines.jobs.gate import evaluate_step, gate_step, register_step
-from pipelines.jobs.publish_steps import aggregates_step, forecast_step, live_step
+from pipelines.jobs.evaluate_step import evaluate_step
+from pipelines.jobs.gate import gate_step, register_step
+from pipelines.jobs.live_step import live_step
+from pipelines.jobs.publish_steps import aggregates_step, forecast_step
 from pipelines.jobs.runner import JobResult, Step, StepContext, run_job
 from pipelines.jobs.tracking import finish_parent_run
 from pipelines.jobs.train_step import train_step
@@ -28,12 +30,18 @@ REFRESH_JOB = "refresh"
 
 
 def build_steps(root: Path, day: date, *, retrain: bool, accept_day: bool = False) -> list[Step]:
-    """The daily job's steps, bound to a dataset and a business date."""
+    """The daily job's steps, bound to a dataset and a business date.
+
+    ``live`` scores yesterday's served forecasts before any model step, so a rollback it
+    makes (``gate.on_live_drop``) is what today's candidate is judged against.
+    """
     paths = DayInputs(root, day, accept_day=accept_day)
+    steps = model_steps(paths, lambda ctx: train_step(ctx, paths, retrain=retrain))
     return [
-        *model_steps(paths, lambda ctx: train_step(ctx, paths, retrain=retrain)),
-        Step("forecast", lambda ctx: forecast_step(ctx, paths)),
+        *steps[:2],
         Step("live", lambda ctx: live_step(ctx, paths)),
+        *steps[2:],
+        Step("forecast", lambda ctx: forecast_step(ctx, paths)),
         Step("aggregates", lambda ctx: aggregates_step(ctx, paths)),
     ]
 

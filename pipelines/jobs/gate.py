@@ -1,61 +1,54 @@
-"""The gate: backtest the challenger, register it, and promote it only if it passes.
+"""The gate: register the candidate, and promote it only if it passes.
 
-The evaluate step backtests the recipe and the champion's on the same window (D−6..D);
-the register step logs the pyfunc and sets ``challenger``; the gate step promotes it to
-``champion`` when :func:`decide_promotion` says so.
+The evaluate step (:mod:`pipelines.jobs.evaluate_step`) gathers the evidence about the
+artifacts; the register step logs the candidate's pyfunc and sets ``challenger``; the gate
+step promotes it to ``champion`` when :func:`decide_promotion` says so.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from typing import Any
 
 import mlflow
-import polars as pl
 
-from models.constants import HORIZON
-from pipelines.data import io
-from pipelines.errors import DataError
-from pipelines.evaluation.backtest import backtest_recipe, plot_forecast_vs_actual
 from pipelines.jobs.data_steps import DayInputs, recovered_history
 from pipelines.jobs.runner import StepContext
 from pipelines.jobs.tracking import parent_run_id, step_run
 from pipelines.serving import registry
 from pipelines.serving.pyfunc import log_and_register
+from pipelines.settings import GateSettings
 from pipelines.training.fit import load_model
 from pipelines.training.recipe import Recipe
 
 logger = logging.getLogger("freshcast")
 
-# The backtest window: the last week of history, as long as the forecast.
-BACKTEST_DAYS = HORIZON
-
 
 @dataclass(frozen=True)
 class GateDecision:
-    """Whether a challenger may replace the champion, with the figures that decided it."""
+    """Whether a candidate may replace the champion, with the figures that decided it."""
 
     promote: bool
     reason: str
-    challenger_acc: float
-    challenger_wpe: float
+    challenger_acc: float | None
+    challenger_wpe: float | None
     champion_acc: float | None
-    tolerance: float
-    wpe_limit: float
+    champion_wpe: float | None
+    failed_checks: tuple[str, ...]
+    # Set when the decision stands but a person should look (the absolute bias cap).
+    warning: str | None = None
 
     def as_metrics(self) -> dict[str, float]:
-        out = {
+        figures = {
             "gate/promote": float(self.promote),
             "gate/challenger_acc": self.challenger_acc,
             "gate/challenger_wpe": self.challenger_wpe,
+            "gate/champion_acc": self.champion_acc,
+            "gate/champion_wpe": self.champion_wpe,
         }
-        if self.champion_acc is not None:
-            out["gate/champion_acc"] = self.champion_acc
-        return out
+        return {k: float(v) for k, v in figures.items() if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,120 +56,50 @@ class GateDecision:
 
 def decide_promotion(
     *,
-    challenger_acc: float,
-    challenger_wpe: float,
-    champion_acc: float | None,
-    tolerance: float,
-    wpe_limit: float,
+    challenger: Mapping[str, float],
+    champion: Mapping[str, float] | None,
+    checks: Sequence[Mapping[str, Any]],
+    gate: GateSettings,
 ) -> GateDecision:
-    """The promotion gate: acc ≥ champion's − tolerance and |wpe| ≤ limit, on the same windows."""
+    """The promotion rule, on the candidate's and the champion's figures for the same rows.
+
+    Blocking, in order: a failed sanity check (non-finite or negative forecasts, a total
+    off the champion's by more than the band, scrambled series ranks); acc below the
+    champion's − ``acc_tolerance``; |wpe| above the champion's |wpe| + ``wpe_tolerance``.
+    With no champion, only the checks block. The absolute cap ``wpe_limit`` never blocks:
+    a promotion past it carries a warning (the week itself can break it).
+    """
+    acc, wpe = challenger.get("acc"), challenger.get("wpe")
+    champ_acc = None if champion is None else champion.get("acc")
+    champ_wpe = None if champion is None else champion.get("wpe")
+    failed = tuple(str(c["check"]) for c in checks if not c["ok"])
 
     def decision(promote: bool, reason: str) -> GateDecision:
-        return GateDecision(
-            promote, reason, challenger_acc, challenger_wpe, champion_acc, tolerance, wpe_limit
-        )
+        warning = None
+        if promote and wpe is not None and abs(wpe) > gate.wpe_limit:
+            warning = f"|wpe| {abs(wpe):.4f} exceeds the cap {gate.wpe_limit}"
+        return GateDecision(promote, reason, acc, wpe, champ_acc, champ_wpe, failed, warning)
 
-    if champion_acc is None:
-        # Bootstrap: with no champion there is nothing to protect, and planners need a
-        # forecast. The bias is still reported so a person can act on it.
-        note = (
-            f"; note |wpe| {abs(challenger_wpe):.4f} > limit {wpe_limit}"
-            if abs(challenger_wpe) > wpe_limit
-            else ""
-        )
-        return decision(True, f"no champion yet{note}")
-    if abs(challenger_wpe) > wpe_limit:
-        return decision(False, f"|wpe| {abs(challenger_wpe):.4f} > limit {wpe_limit}")
-    if challenger_acc < champion_acc - tolerance:
+    if failed:
+        details = "; ".join(str(c["detail"]) for c in checks if not c["ok"])
+        return decision(False, f"failed {', '.join(failed)} ({details})")
+    if acc is None or wpe is None:
+        return decision(False, "the candidate has no score on the window")
+    if champ_acc is None or champ_wpe is None:
+        first = "no champion yet" if champion is None else "the champion has no score to compare"
+        return decision(True, f"{first}; acc {acc:.4f}, wpe {wpe:+.4f}")
+    if acc < champ_acc - gate.acc_tolerance:
+        return decision(False, f"acc {acc:.4f} < champion {champ_acc:.4f} − {gate.acc_tolerance}")
+    if abs(wpe) > abs(champ_wpe) + gate.wpe_tolerance:
         return decision(
-            False, f"acc {challenger_acc:.4f} < champion {champion_acc:.4f} - {tolerance}"
+            False,
+            f"|wpe| {abs(wpe):.4f} > champion's {abs(champ_wpe):.4f} + {gate.wpe_tolerance}",
         )
-    return decision(True, f"acc {challenger_acc:.4f} ≥ champion {champion_acc:.4f} - {tolerance}")
-
-
-def evaluate_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
-    """Backtest the challenger's recipe and the champion's on the same window (D−6..D)."""
-    history = recovered_history(ctx, paths)
-    recipe = Recipe.from_settings(ctx.settings)
-    started = time.perf_counter()
-    result = backtest_recipe(recipe, history, days=BACKTEST_DAYS)
-    backtest_seconds = time.perf_counter() - started
-    if "acc" not in result.metrics or "wpe" not in result.metrics:
-        # Nothing to judge the model by: stop before it can be registered.
-        first = paths.day - timedelta(days=BACKTEST_DAYS - 1)
-        raise DataError(
-            f"the backtest window {first} .. {paths.day} has no day to score "
-            f"({int(result.metrics.get('rows', 0))} rows without a stockout in hours 6..21 and "
-            "with sales); no version was registered. Run a later date, when clean days arrive."
-        )
-    record_refresh_history(ctx, paths, result.metrics, backtest_seconds)
-    champion = registry.alias_version(registry.CHAMPION)
-    champion_metrics = None
-    if champion is not None:
-        champion_recipe = Recipe.from_tags(champion.tags)
-        if champion_recipe == recipe:
-            champion_metrics = result.metrics
-        elif champion_recipe is not None:
-            champion_metrics = backtest_recipe(champion_recipe, history, days=BACKTEST_DAYS).metrics
-    rows = [
-        {
-            "task": "forecast",
-            "method": recipe.model,
-            "target": recipe.target,
-            "scope": "backtest",
-            **result.metrics,
-        }
-    ]
-    io.write_json(rows, ctx.settings.layout.metrics(paths.tag))
-    with step_run(ctx, "evaluate"):
-        mlflow.log_params(
-            {**recipe.as_params(), "window_end": paths.tag, "window_days": BACKTEST_DAYS}
-        )
-        mlflow.log_metrics({f"eval/{k}": v for k, v in result.metrics.items()})
-        mlflow.log_text(json.dumps(rows, indent=2), "metrics.json")
-        mlflow.log_figure(plot_forecast_vs_actual(result.predictions), "forecast_vs_actual.png")
-    return {
-        "metrics": result.metrics,
-        "champion_metrics": champion_metrics,
-        "champion_version": str(champion.version) if champion else None,
-    }
-
-
-def record_refresh_history(
-    ctx: StepContext, paths: DayInputs, metrics: dict[str, float], full_fit_seconds: float
-) -> None:
-    """One row per date in ``data/continual/history.parquet`` for the Models page.
-
-    ``acc_full_retrain_backtest`` is the recipe fit from scratch and scored on D−6..D;
-    ``acc_refresh_prequential`` is 1 − the pooled WAPE of the model being refreshed on its new
-    days before it learned them (out of sample; null on full fits). Seconds compare the
-    day's train step with one full fit.
-    """
-    train = ctx.records.get("train", {})
-    pre = train.get("pre_wape")
-    row = pl.DataFrame(
-        {
-            "business_date": [paths.day],
-            "mode": [str(train.get("mode", ""))],
-            "acc_full_retrain_backtest": [metrics.get("acc")],
-            "acc_refresh_prequential": [None if pre is None or pre != pre else 1 - float(pre)],
-            "seconds_train_step": [float(train.get("seconds", 0.0))],
-            "seconds_full_fit": [full_fit_seconds],
-        },
-        schema_overrides={
-            "acc_refresh_prequential": pl.Float64,
-            "acc_full_retrain_backtest": pl.Float64,
-        },
+    return decision(
+        True,
+        f"acc {acc:.4f} ≥ champion {champ_acc:.4f} − {gate.acc_tolerance}, "
+        f"|wpe| {abs(wpe):.4f} ≤ champion's {abs(champ_wpe):.4f} + {gate.wpe_tolerance}",
     )
-    path = ctx.settings.layout.continual_history
-    damaged = io.damage(path) if path.exists() else None
-    if damaged is not None:
-        # Only the Models page reads this file: a damaged one is started afresh, not fatal.
-        logger.warning("%s: %s; starting it afresh", path, damaged)
-    elif path.is_file():
-        past = io.scan_parquet(path).collect().filter(pl.col("business_date") != paths.day)
-        row = pl.concat([past, row], how="vertical_relaxed")
-    io.write_parquet(row.sort("business_date"), path)
 
 
 def register_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
@@ -205,24 +128,19 @@ def gate_step(ctx: StepContext) -> dict[str, Any]:
     registry.configure(ctx.settings.tracking_uri)
     evaluation = ctx.records["evaluate"]
     version = ctx.records["register"]["version"]
-    champion = evaluation["champion_metrics"]
     decision = decide_promotion(
-        challenger_acc=evaluation["metrics"]["acc"],
-        challenger_wpe=evaluation["metrics"]["wpe"],
-        champion_acc=None if champion is None else champion["acc"],
-        tolerance=ctx.settings.gate.acc_tolerance,
-        wpe_limit=ctx.settings.gate.wpe_limit,
+        challenger=evaluation["metrics"],
+        champion=evaluation["champion_metrics"],
+        checks=evaluation["sanity"],
+        gate=ctx.settings.gate,
     )
     if decision.promote:
         registry.set_champion(version)
-    # A first champion is promoted with nothing to protect, even past the bias cap: planners
-    # need a forecast. Then it must not pass unnoticed: a WARNING, and a tag the UI shows.
     warning = None
-    if decision.promote and champion is None and abs(decision.challenger_wpe) > decision.wpe_limit:
-        warning = (
-            f"v{version} became the first champion although its |wpe| "
-            f"{abs(decision.challenger_wpe):.4f} exceeds the limit {decision.wpe_limit}"
-        )
+    if decision.warning is not None:
+        # Promoted past the absolute bias cap: never silently. A WARNING, and a tag the
+        # Models page shows.
+        warning = f"v{version} became champion although its {decision.warning}"
         logger.warning(warning)
         registered = registry.get_version(version)
         if registered is not None:
@@ -230,7 +148,11 @@ def gate_step(ctx: StepContext) -> dict[str, Any]:
     with step_run(ctx, "gate"):
         mlflow.log_metrics(decision.as_metrics())
         mlflow.set_tags(
-            {"gate/decision": "promote" if decision.promote else "keep", "version": version}
+            {
+                "gate/decision": "promote" if decision.promote else "keep",
+                "gate/reason": decision.reason[:5000],
+                "version": version,
+            }
         )
         mlflow.log_dict(decision.to_dict(), "gate_decision.json")
     verdict = "promoted to champion" if decision.promote else "kept the champion"
@@ -239,4 +161,5 @@ def gate_step(ctx: StepContext) -> dict[str, Any]:
         "promote": decision.promote,
         "reason": f"{verdict}: {decision.reason}",
         "warning": warning,
+        "decision": decision.to_dict(),
     }

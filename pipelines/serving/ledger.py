@@ -4,8 +4,10 @@ Append-only and partitioned by the day the forecast was made on::
 
     data/ledger/made_on=<D>/version=<V>.parquet
 
-with ``version``, ``made_on``, ``dt`` (the target day), ``store_id``, ``product_id``,
-``yhat``, ``yhat_p10``, ``yhat_p50`` and ``yhat_p90``. A partition is written once per
+with ``version``, ``role``, ``made_on``, ``dt`` (the target day), ``store_id``,
+``product_id``, ``yhat``, ``yhat_p10``, ``yhat_p50`` and ``yhat_p90``. ``role`` is
+``served`` for the champion's forecast that planners got, ``shadow`` for the previous
+champion's forecast of the same days, kept so a rollback can be judged on live evidence. A partition is written once per
 forecast (atomically); a rerun of the same day and version writes the same rows again,
 never another day's.
 
@@ -28,8 +30,10 @@ from pipelines.data import io
 
 # Live scores are rolling: the target days of the last week that have arrived.
 LIVE_DAYS = 7
+SERVED, SHADOW = "served", "shadow"
 LEDGER_SCHEMA: dict[str, pl.DataType] = {
     "version": pl.String(),
+    "role": pl.String(),
     "made_on": pl.Date(),
     "dt": pl.Date(),
     "store_id": pl.Int64(),
@@ -51,18 +55,22 @@ LIVE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def partition(root: Path, made_on: date, version: str) -> Path:
-    return root / f"made_on={made_on.isoformat()}" / f"version={version}.parquet"
+def partition(root: Path, made_on: date, version: str, role: str = SERVED) -> Path:
+    suffix = "" if role == SERVED else f"-{role}"
+    return root / f"made_on={made_on.isoformat()}" / f"version={version}{suffix}.parquet"
 
 
-def append_forecasts(root: Path, forecasts: pl.DataFrame, *, version: str, made_on: date) -> Path:
-    """Add one served forecast (the forecast step's frame) to the ledger under ``root``."""
+def append_forecasts(
+    root: Path, forecasts: pl.DataFrame, *, version: str, made_on: date, role: str = SERVED
+) -> Path:
+    """Add one forecast (the forecast step's frame) to the ledger under ``root``."""
     rows = forecasts.select(
         pl.lit(version).alias("version"),
+        pl.lit(role).alias("role"),
         pl.lit(made_on).alias("made_on"),
-        *(c for c in LEDGER_SCHEMA if c not in ("version", "made_on")),
+        *(c for c in LEDGER_SCHEMA if c not in ("version", "role", "made_on")),
     ).cast(pl.Schema(LEDGER_SCHEMA))
-    return io.write_parquet(rows, partition(root, made_on, version))
+    return io.write_parquet(rows, partition(root, made_on, version, role))
 
 
 def read_ledger(root: Path, *, made_since: date | None = None) -> pl.DataFrame:
@@ -75,7 +83,12 @@ def read_ledger(root: Path, *, made_since: date | None = None) -> pl.DataFrame:
         files = [f for f in files if f.parent.name >= f"made_on={made_since.isoformat()}"]
     if not files:
         return pl.DataFrame(schema=LEDGER_SCHEMA)
-    return pl.concat([io.scan_parquet(f).collect() for f in files], how="vertical")
+    # Partitions written before ``role`` existed were all served forecasts.
+    frames = [io.scan_parquet(f).collect() for f in files]
+    book = pl.concat(frames, how="diagonal_relaxed")
+    if "role" not in book.columns:
+        book = book.with_columns(pl.lit(None, pl.String).alias("role"))
+    return book.with_columns(pl.col("role").fill_null(SERVED)).select(list(LEDGER_SCHEMA))
 
 
 def rolling_window(ledger: pl.DataFrame, *, through: date, days: int = LIVE_DAYS) -> pl.DataFrame:

@@ -53,10 +53,19 @@ class DemandPyfunc(PythonModel):
 
 def load_champion_forecaster() -> Forecaster:
     """The forecaster inside the registry's champion (the tracking URI must be configured)."""
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+    return load_forecaster(f"models:/{registry.MODEL_NAME}@{registry.CHAMPION}")
+
+
+def load_version_forecaster(version: str) -> Forecaster:
+    """The forecaster inside a registered version."""
+    return load_forecaster(f"models:/{registry.MODEL_NAME}/{version}")
+
+
+def load_forecaster(uri: str) -> Forecaster:
+    pyfunc = mlflow.pyfunc.load_model(uri)
     wrapper = pyfunc.unwrap_python_model()
     if not isinstance(wrapper, DemandPyfunc):
-        raise TypeError(f"the champion is not a freshcast model: {type(wrapper).__name__}")
+        raise TypeError(f"{uri} is not a freshcast model: {type(wrapper).__name__}")
     return wrapper.model_
 
 

@@ -146,6 +146,12 @@ def rollback_champion() -> str | None:
     return previous
 
 
+def previous_champion() -> str | None:
+    """The version :func:`rollback_champion` would restore, if any."""
+    history = _champion_history()
+    return history[-1] if history else None
+
+
 def _champion_history() -> list[str]:
     try:
         model = MlflowClient().get_registered_model(MODEL_NAME)

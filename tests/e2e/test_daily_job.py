@@ -307,10 +307,14 @@ def test_two_consecutive_dates_refresh_with_replay(raw: Path, tmp_path: Path) ->
     assert registry.list_versions().height == 2
     history = pl.read_parquet(home / "data" / "continual" / "history.parquet")
     assert history["mode"].to_list() == ["train", "refresh"]
-    refreshed = history.row(1, named=True)
+    full, refreshed = history.row(0, named=True), history.row(1, named=True)
     assert 0 < refreshed["acc_refresh_prequential"] < 1
     assert refreshed["seconds_train_step"] > 0
-    assert refreshed["seconds_full_fit"] > 0
+    # The refresh day is compared with the latest full fit's cost, and both sides scored.
+    assert refreshed["seconds_last_full_fit"] == full["seconds_train_step"]
+    assert 0 < refreshed["acc_candidate"] < 1
+    assert 0 < refreshed["acc_champion"] < 1
+    assert full["acc_champion"] is None
     # `freshcast refresh` on the next date: the same steps up to the gate, as its own job.
     out = CliRunner().invoke(
         app,
@@ -351,7 +355,7 @@ def test_a_first_champion_past_the_bias_cap_carries_a_visible_warning(done_home:
     assert version is not None
     assert gate["promote"] is True
     if abs(wpe) > settings.gate.wpe_limit:
-        assert gate["warning"].startswith("v1 became the first champion")
+        assert gate["warning"].startswith("v1 became champion although its |wpe|")
         assert version.tags["gate/warning"] == gate["warning"]
     else:
         assert gate["warning"] is None

@@ -106,7 +106,8 @@ def test_an_operator_can_accept_the_day_and_the_champion_is_flagged(
     assert record["accepted_by_operator"] is True
     assert any(q["check"] == "chain_level" and not q["ok"] for q in record["quality"])
     # Both days' forecasts are in the ledger; the first day's are scored on the corrupt day.
-    assert len(list((home / "data" / "ledger").glob("made_on=*/version=*.parquet"))) == 2
+    served = list((home / "data" / "ledger").glob("made_on=*/version=1.parquet"))
+    assert len(served) == 2
     live = json.loads((markers / "live.json").read_text())
     assert live["live_acc"]["1"] < 0.5
     assert "champion v1" in live["alert"]
@@ -119,3 +120,11 @@ def test_an_operator_can_accept_the_day_and_the_champion_is_flagged(
     assert version is not None
     assert "live acc" in version.tags["live/alert"]
     assert registry.version_metrics(version)["live/acc"] < 0.5
+    # The candidate refreshed on the ×10 day is kept out: its next-week forecast is far
+    # above the champion's forecast of those days, made before the day arrived.
+    gate = json.loads((markers / "gate.json").read_text())
+    assert gate["promote"] is False, gate["reason"]
+    assert "total" in gate["decision"]["failed_checks"]
+    champion = registry.alias_version(registry.CHAMPION)
+    assert champion is not None
+    assert str(champion.version) == "1"
