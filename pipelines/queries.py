@@ -191,7 +191,10 @@ def live_history(settings: Settings) -> pl.DataFrame | None:
 
 def job_history(settings: Settings, *, limit: int = 500) -> pl.DataFrame:
     """The job history, newest first (empty without a history database)."""
-    return history.read_history(settings.layout.job_history_db, limit=limit)
+    from pipelines.jobs.locks import job_running
+
+    frame = history.read_history(settings.layout.job_history_db, limit=limit)
+    return history.settle(frame, job_running=job_running(settings))
 
 
 def has_registry(settings: Settings) -> bool:

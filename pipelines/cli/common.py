@@ -7,6 +7,7 @@ and a non-zero exit code; users never see a traceback (set FRESHCAST_DEBUG=1 to 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,11 @@ from pipelines.settings import Settings, load_settings
 
 console = Console()
 err_console = Console(stderr=True)
+# MLflow's SQL store logs every database error it re-raises, with the whole traceback (a
+# full disk printed ~750 lines). The error reaches handle_errors anyway, as one message.
+logging.getLogger("mlflow.store.db.utils").setLevel(
+    logging.DEBUG if os.environ.get("FRESHCAST_DEBUG") else logging.CRITICAL
+)
 F = TypeVar("F", bound=Callable[..., Any])
 
 DataDir = Annotated[Path, typer.Option("--data", help="Dataset folder in the hub layout.")]

@@ -12,6 +12,7 @@ import typer
 
 from pipelines.cli.common import DataDir, console, handle_errors, settings_for
 from pipelines.errors import FreshcastError, UsageError
+from pipelines.jobs.locks import job_lock
 
 
 @handle_errors
@@ -38,15 +39,18 @@ def run(
     ] = None,
 ) -> None:
     """The daily job, end to end: ingest, recover, train, evaluate, register, gate, forecast."""
-    from pipelines.jobs import daily
+    settings = settings_for(data)
+    # The lock first: a second job is refused before the heavy imports below.
+    with job_lock(settings):
+        from pipelines.jobs import daily
 
-    result = daily.daily_job(
-        settings_for(data),
-        business_date=day.date() if day else None,
-        force=force,
-        retrain=retrain,
-        accept_days={d.date() for d in accept_day or ()},
-    )
+        result = daily.daily_job(
+            settings,
+            business_date=day.date() if day else None,
+            force=force,
+            retrain=retrain,
+            accept_days={d.date() for d in accept_day or ()},
+        )
     if result.status == "done":
         gate = result.records.get("gate", {})
         forecast = result.records.get("forecast", {})
@@ -61,9 +65,14 @@ def list_jobs(limit: Annotated[int, typer.Option(help="Rows to show.")] = 30) ->
     """List the job history: date, step, status, start, end and error."""
     from rich.table import Table
 
-    from pipelines.jobs.history import read_history
+    from pipelines.jobs.history import read_history, settle
+    from pipelines.jobs.locks import job_running
 
-    frame = read_history(settings_for().layout.job_history_db, limit=limit)
+    settings = settings_for()
+    frame = settle(
+        read_history(settings.layout.job_history_db, limit=limit),
+        job_running=job_running(settings),
+    )
     if frame.is_empty():
         console.print("no jobs have run yet: `freshcast run` runs the daily job")
         return
@@ -145,9 +154,11 @@ def refresh(
         if info.get("needs_retrain"):
             console.print(f"a full retrain is due ({info['reason']}): run `freshcast train`")
         return
-    from pipelines.jobs import daily
+    settings = settings_for(data)
+    with job_lock(settings):
+        from pipelines.jobs import daily
 
-    result = daily.refresh_job(settings_for(data), business_date=through.date(), force=force)
+        result = daily.refresh_job(settings, business_date=through.date(), force=force)
     if result.status != "done":
         return
     train, gate = result.records.get("train", {}), result.records.get("gate", {})

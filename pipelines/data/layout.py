@@ -25,6 +25,7 @@ writes: the folders are made by :mod:`pipelines.data.io` when a file is written.
         jobs/<job>/<day>/            step markers (resumable jobs)
         logs/jobs.jsonl              the machine-readable job log
         .daily-job.lock              one job at a time
+        .registry.lock               one change of the champion at a time
       mlruns/
         mlflow.db                    the default tracking store
         artifacts/                   MLflow artifacts of the default store
@@ -142,6 +143,10 @@ class Layout:
     @property
     def lock_file(self) -> Path:
         return self.data / ".daily-job.lock"
+
+    @property
+    def registry_lock(self) -> Path:
+        return self.data / ".registry.lock"
 
     @property
     def job_history_db(self) -> Path:

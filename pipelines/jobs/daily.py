@@ -20,7 +20,7 @@ from pipelines.jobs.gate import gate_step, register_step
 from pipelines.jobs.live_step import live_step
 from pipelines.jobs.publish_steps import aggregates_step, forecast_step
 from pipelines.jobs.runner import JobResult, Step, StepContext, run_job
-from pipelines.jobs.tracking import finish_parent_run
+from pipelines.jobs.tracking import close_killed_runs, fail_parent_run, finish_parent_run
 from pipelines.jobs.train_step import train_step
 from pipelines.serving import registry
 from pipelines.settings import Settings
@@ -82,7 +82,15 @@ def daily_job(
     day = resolve_business_date(root, business_date)
     steps = build_steps(root, day, retrain=retrain, accept_day=day in accept_days)
     steps.append(Step("finish", finish_parent_run))
-    return run_job(settings, job=DAILY_JOB, business_date=day.isoformat(), steps=steps, force=force)
+    return run_job(
+        settings,
+        job=DAILY_JOB,
+        business_date=day.isoformat(),
+        steps=steps,
+        force=force,
+        on_start=close_killed_runs,
+        on_failure=fail_parent_run,
+    )
 
 
 def refresh_job(
@@ -96,5 +104,11 @@ def refresh_job(
     steps = build_refresh_steps(root, day)
     steps.append(Step("finish", finish_parent_run))
     return run_job(
-        settings, job=REFRESH_JOB, business_date=day.isoformat(), steps=steps, force=force
+        settings,
+        job=REFRESH_JOB,
+        business_date=day.isoformat(),
+        steps=steps,
+        force=force,
+        on_start=close_killed_runs,
+        on_failure=fail_parent_run,
     )

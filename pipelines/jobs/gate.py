@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import mlflow
 
 from pipelines.jobs.data_steps import DayInputs, recovered_history
+from pipelines.jobs.locks import registry_lock
 from pipelines.jobs.runner import StepContext
 from pipelines.jobs.tracking import parent_run_id, step_run
 from pipelines.serving import registry
@@ -135,7 +136,21 @@ def gate_step(ctx: StepContext) -> dict[str, Any]:
         gate=ctx.settings.gate,
     )
     if decision.promote:
-        registry.set_champion(version)
+        with registry_lock(ctx.settings):
+            # A person may have promoted or rolled back while this job ran: their choice
+            # stands, since the candidate was judged against another champion.
+            current = registry.alias_version(registry.CHAMPION)
+            judged = evaluation["champion_version"]
+            if (None if current is None else str(current.version)) == judged:
+                registry.set_champion(version)
+            else:
+                decision = replace(
+                    decision,
+                    promote=False,
+                    reason=f"the champion changed to v{current.version if current else '-'} "
+                    f"while the job ran (it was judged against v{judged}); not promoted",
+                    warning=None,
+                )
     warning = None
     if decision.warning is not None:
         # Promoted past the absolute bias cap: never silently. A WARNING, and a tag the

@@ -109,3 +109,18 @@ def read_history(db: Path, *, limit: int = 200) -> pl.DataFrame:
             f"SELECT {', '.join(HISTORY_COLUMNS)} FROM job_steps ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
     return pl.DataFrame(rows, schema=schema, orient="row")
+
+
+def settle(frame: pl.DataFrame, *, job_running: bool) -> pl.DataFrame:
+    """Rows left ``running`` while no job holds the lock belong to a process that died
+    (killed, or stopped by a full disk that refused even this row): shown as ``failed``."""
+    if job_running or frame.is_empty():
+        return frame
+    stale = pl.col("status") == "running"
+    return frame.with_columns(
+        pl.when(stale).then(pl.lit("failed")).otherwise("status").alias("status"),
+        pl.when(stale)
+        .then(pl.lit("the job stopped without closing this step (killed, or the disk was full)"))
+        .otherwise("error")
+        .alias("error"),
+    )

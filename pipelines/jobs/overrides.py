@@ -5,6 +5,7 @@ from __future__ import annotations
 import mlflow
 
 from pipelines.errors import FreshcastError
+from pipelines.jobs.locks import registry_lock
 from pipelines.serving import registry
 from pipelines.settings import Settings
 
@@ -22,7 +23,8 @@ def promote_version(settings: Settings, version: int, reason: str) -> str:
     versions = registry.list_versions()
     if versions.is_empty() or version not in versions["version"].to_list():
         raise FreshcastError(f"no registered version {version} of {registry.MODEL_NAME}")
-    registry.set_champion(version)
+    with registry_lock(settings):
+        registry.set_champion(version)
     _log_override(settings, "promote", str(version), reason)
     return str(version)
 
@@ -30,7 +32,8 @@ def promote_version(settings: Settings, version: int, reason: str) -> str:
 def rollback_champion(settings: Settings, reason: str) -> str:
     """Point ``champion`` back at the previous champion; the override is logged."""
     registry.configure(settings.tracking_uri)
-    previous = registry.rollback_champion()
+    with registry_lock(settings):
+        previous = registry.rollback_champion()
     if previous is None:
         raise FreshcastError("there is no previous champion to roll back to")
     _log_override(settings, "rollback", previous, reason)

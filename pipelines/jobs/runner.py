@@ -8,6 +8,7 @@ first unfinished step, and a finished date is a no-op unless forced.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -17,21 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
 from rich.console import Console
 
 from pipelines.data import io
-from pipelines.errors import FreshcastError
 from pipelines.jobs import history
+from pipelines.jobs.faults import as_fault
+from pipelines.jobs.locks import job_lock
 from pipelines.settings import Settings
 
 console = Console(stderr=True)
-
-
-class JobLockedError(FreshcastError):
-    """Another run holds the job lock."""
-
-    exit_code = 3
 
 
 @dataclass
@@ -80,26 +75,36 @@ def run_job(
     business_date: str,
     steps: Sequence[Step],
     force: bool = False,
+    on_start: Callable[[StepContext], object] | None = None,
+    on_failure: Callable[[StepContext], object] | None = None,
 ) -> JobResult:
-    """Run ``steps`` for ``business_date`` under the job lock, resuming after a crash."""
-    lock = FileLock(str(settings.layout.lock_file))
-    settings.layout.lock_file.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise JobLockedError(
-            f"another freshcast job is running (lock {settings.layout.lock_file}); try again when it ends"
-        ) from None
-    try:
-        return _run_locked(settings, job=job, business_date=business_date, steps=steps, force=force)
-    finally:
-        lock.release()
+    """Run ``steps`` for ``business_date`` under the job lock, resuming after a crash.
+
+    ``on_start`` runs under the lock before the first step that is not done yet (the
+    tracking clean-up of a killed run); ``on_failure`` after a step fails. An environment
+    fault (disk full, a locked database, an unreachable tracking server) is raised as one
+    :class:`~pipelines.jobs.faults.EnvironmentFault`; the history row ends ``failed``.
+    """
+    with job_lock(settings):
+        ctx = StepContext(settings=settings, job=job, business_date=business_date)
+        try:
+            return _run_locked(ctx, steps, force=force, on_start=on_start, on_failure=on_failure)
+        except Exception as exc:
+            fault = as_fault(exc, settings)
+            if fault is not None:
+                raise fault from None
+            raise
 
 
 def _run_locked(
-    settings: Settings, *, job: str, business_date: str, steps: Sequence[Step], force: bool
+    ctx: StepContext,
+    steps: Sequence[Step],
+    *,
+    force: bool,
+    on_start: Callable[[StepContext], object] | None,
+    on_failure: Callable[[StepContext], object] | None,
 ) -> JobResult:
-    ctx = StepContext(settings=settings, job=job, business_date=business_date)
+    settings, job, business_date = ctx.settings, ctx.job, ctx.business_date
     done_marker = ctx.marker_dir / "_done.json"
     if force and ctx.marker_dir.exists():
         shutil.rmtree(ctx.marker_dir)
@@ -114,6 +119,8 @@ def _run_locked(
     interrupted = history.close_interrupted(db, job=job, business_date=business_date)
     if interrupted:
         console.print(f"{job} {business_date}: resuming after an interrupted run")
+    if on_start is not None:
+        on_start(ctx)
     for index, step in enumerate(steps, start=1):
         marker = ctx.marker_dir / f"{step.name}.json"
         label = f"[{index}/{len(steps)}] {step.name}"
@@ -142,17 +149,22 @@ def _run_locked(
                 record = step.run(ctx)
         except BaseException as exc:
             message = str(exc).strip() or type(exc).__name__
-            history.end_step(db, row, status="failed", error=message[:2000])
-            _log_event(
-                settings,
-                job=job,
-                business_date=business_date,
-                step=step.name,
-                status="failed",
-                seconds=round(time.perf_counter() - started, 3),
-                error=message[:2000],
-            )
+            # A full disk can refuse these too: the next run closes the row as interrupted.
+            with contextlib.suppress(Exception):
+                history.end_step(db, row, status="failed", error=message[:2000])
+                _log_event(
+                    settings,
+                    job=job,
+                    business_date=business_date,
+                    step=step.name,
+                    status="failed",
+                    seconds=round(time.perf_counter() - started, 3),
+                    error=message[:2000],
+                )
             console.print(f"{label}: [red]failed[/] after {time.perf_counter() - started:.1f}s")
+            if on_failure is not None:
+                with contextlib.suppress(Exception):  # the step's own error is the one to tell
+                    on_failure(ctx)
             raise
         record = {**record, "seconds": round(time.perf_counter() - started, 3)}
         io.write_json(record, marker)

@@ -35,8 +35,11 @@ def scheduled_jobs(settings: Settings) -> list[ScheduledJob]:
 
     return [
         ScheduledJob("daily", settings.daily_cron, lambda s: daily.daily_job(s)),
+        # Forced: on a date the daily job already finished, the retrain must still run.
         ScheduledJob(
-            "weekly-retrain", settings.retrain_cron, lambda s: daily.daily_job(s, retrain=True)
+            "weekly-retrain",
+            settings.retrain_cron,
+            lambda s: daily.daily_job(s, retrain=True, force=True),
         ),
     ]
 

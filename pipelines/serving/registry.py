@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import urllib.request
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -41,6 +42,19 @@ def configure(tracking_uri: str) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def check_reachable(tracking_uri: str, *, timeout: float = 5.0) -> None:
+    """Fail fast when a tracking server does not answer (MLflow's own client retries for
+    minutes first). Raises ConnectionError; a local store always passes."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            response.read(64)
+    except (OSError, ValueError) as exc:
+        raise ConnectionError(f"{url}: {exc}") from None
 
 
 def ensure_experiment(name: str, artifact_root: Path | None = None) -> str:

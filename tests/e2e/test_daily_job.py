@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -211,7 +212,17 @@ def test_killed_job_resumes_to_the_same_final_state(
     proc.wait()
     assert not (_marker_dir(home, day) / "_done.json").exists()
     assert not list((home / "data").rglob("*.tmp"))
+    registry.configure(_settings(home).tracking_uri)
+
+    def statuses() -> dict[str, str]:
+        runs = mlflow.search_runs(experiment_names=["daily"], output_format="list")
+        return {r.info.run_name: r.info.status for r in runs}
+
+    # An unfinished job does not look finished.
+    assert statuses()[f"daily {day}"] == "RUNNING"
     resumed = _freshcast("run", env=_env(home))
+    assert statuses()[f"daily {day}"] == "FINISHED"
+    assert "RUNNING" not in statuses().values()
     assert "resuming after an interrupted run" in resumed.stderr
     assert "train: done earlier, skipped" in resumed.stderr
     a = pl.read_parquet(home / "data" / "forecasts" / f"{day}.parquet")
@@ -328,6 +339,23 @@ def test_two_consecutive_dates_refresh_with_replay(raw: Path, tmp_path: Path) ->
     runs = mlflow.search_runs(experiment_names=["refresh"], output_format="list")
     assert [r.data.params.get("mode") for r in runs if r.info.run_name == "train"] == ["refresh"]
     assert len([r for r in runs if r.info.run_name == "gate"]) == 1
+
+
+def test_the_weekly_retrain_runs_on_a_date_already_done(raw: Path, tmp_path: Path) -> None:
+    from pipelines.jobs.schedule import run_guarded, scheduled_jobs
+
+    home = _home(tmp_path / "weekly", raw)
+    settings = _settings(home, gate=GateSettings(wpe_limit=1.0))
+    jobs.daily_job(settings, business_date=pd.Timestamp("2024-05-14").date())
+    done = jobs.daily_job(settings, business_date=pd.Timestamp("2024-05-15").date())
+    assert done.records["train"]["mode"] == "refresh"
+    weekly = next(j for j in scheduled_jobs(settings) if j.name == "weekly-retrain")
+    assert run_guarded(settings, weekly)
+    train = json.loads((_marker_dir(home, "2024-05-15") / "train.json").read_text())
+    assert train["mode"] == "retrain"
+    assert train["chain_from"] is None  # a full fit, not the champion's chain
+    registry.configure(settings.tracking_uri)
+    assert registry.list_versions().height == 3
 
 
 def test_refresh_without_a_champion_is_a_clear_error(raw: Path, tmp_path: Path) -> None:

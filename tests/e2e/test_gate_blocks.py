@@ -17,6 +17,7 @@ import pytest
 from models.forecasters.neural import NeuralForecaster
 from pipelines.data.simulate import SimulationConfig, write_simulation
 from pipelines.jobs import daily as jobs
+from pipelines.jobs.overrides import promote_version
 from pipelines.jobs.runner import JobResult, Step, StepContext, run_job
 from pipelines.jobs.tracking import finish_parent_run
 from pipelines.serving import registry
@@ -49,10 +50,16 @@ def champion_home(tmp_path_factory: pytest.TempPathFactory, data: Path) -> Path:
 
 
 def _next_day_with(
-    champion_home: Path, data: Path, tmp_path: Path, level: float | None
+    champion_home: Path,
+    data: Path,
+    tmp_path: Path,
+    level: float | None,
+    *,
+    after_register: Callable[[StepContext], dict[str, str]] | None = None,
 ) -> tuple[JobResult, Settings]:
     """Run the next day's job on a copy of the home; with ``level``, the train step's
-    candidate (both its lagged and its rolled-forward model) gets that level anchor."""
+    candidate (both its lagged and its rolled-forward model) gets that level anchor;
+    ``after_register`` runs between register and gate."""
     home = tmp_path / "home"
     shutil.copytree(champion_home, home)
     settings = _settings(home, data)
@@ -68,6 +75,9 @@ def _next_day_with(
     steps = jobs.build_steps(settings.data_dir, NEXT_DAY, retrain=False)
     at = [s.name for s in steps].index("train") + 1
     steps.insert(at, Step("break", break_candidate))
+    if after_register is not None:
+        at = [s.name for s in steps].index("register") + 1
+        steps.insert(at, Step("meanwhile", after_register))
     steps.append(Step("finish", finish_parent_run))
     registry.configure(settings.tracking_uri)
     result = run_job(settings, job="daily", business_date=NEXT_DAY.isoformat(), steps=steps)
@@ -128,4 +138,21 @@ def test_a_sound_candidate_is_judged_on_its_own_scores_and_promoted(
     assert ev["metrics"]["rows"] == ev["champion_metrics"]["rows"]
     assert all(c["ok"] for c in ev["sanity"]), ev["sanity"]
     assert result.records["gate"]["promote"], result.records["gate"]["reason"]
+    assert str(registry.alias_version(registry.CHAMPION).version) == "2"  # type: ignore[union-attr]
+
+
+def test_a_promotion_by_hand_during_the_job_stands(
+    champion_home: Path, data: Path, tmp_path: Path
+) -> None:
+    """A person promotes while the job runs: the gate, which judged the candidate against
+    the champion before, does not overwrite their choice."""
+
+    def person_promotes(ctx: StepContext) -> dict[str, str]:
+        promote_version(ctx.settings, 2, "test: by hand, mid-job")
+        return {}
+
+    result, _ = _next_day_with(champion_home, data, tmp_path, None, after_register=person_promotes)
+    gate = result.records["gate"]
+    assert not gate["promote"]
+    assert "the champion changed to v2 while the job ran" in gate["reason"]
     assert str(registry.alias_version(registry.CHAMPION).version) == "2"  # type: ignore[union-attr]

@@ -9,7 +9,8 @@ import pytest
 from filelock import FileLock
 
 from pipelines.jobs.history import read_history
-from pipelines.jobs.runner import JobLockedError, Step, run_job
+from pipelines.jobs.locks import JobLockedError
+from pipelines.jobs.runner import Step, run_job
 from pipelines.settings import load_settings
 
 
