@@ -7,6 +7,7 @@ import json
 import os
 import resource
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,20 @@ def test_promote_by_hand_refuses_while_the_registry_is_locked(data: Path, tmp_pa
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "the model registry is being changed" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_locked_tracking_database_is_one_message(data: Path, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert run_freshcast("run", home=home, data=data).returncode == 0
+    settings = load_settings(home=home)
+    holder = sqlite3.connect(settings.layout.tracking_db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holds a write lock on the store
+    try:
+        proc = run_freshcast("run", "--force", home=home, data=data)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert "a database is locked by another process" in proc.stderr
+    assert str(settings.layout.tracking_db) in proc.stderr
