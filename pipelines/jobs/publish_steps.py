@@ -92,4 +92,6 @@ def aggregates_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
         business_date=paths.day,
     )
     out = write_aggregates(ctx.settings.layout.aggregates, paths.tag, frames)
-    return {"path": str(out), "tables": sorted(frames)}
+    # Every file, so a rerun of the date finds a damaged one and rebuilds (the runner).
+    files = [str(out / f"{name}.parquet") for name in sorted(frames)]
+    return {"path": str(out), "tables": sorted(frames), "files": files}

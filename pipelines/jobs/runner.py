@@ -184,9 +184,11 @@ def _run_locked(
 
 
 def _damaged_output(record: dict[str, Any]) -> str | None:
-    """Why a finished step's output (its record's ``path``) can't be trusted, or None."""
-    path = record.get("path")
-    if not isinstance(path, str):
-        return None
-    reason = io.damage(Path(path))
-    return None if reason is None else f"its output {path} {reason.removeprefix('it ')}"
+    """Why a finished step's output (its record's ``path`` and ``files``) can't be trusted,
+    or None."""
+    paths = [record.get("path"), *record.get("files", [])]
+    for path in (p for p in paths if isinstance(p, str)):
+        reason = io.damage(Path(path))
+        if reason is not None:
+            return f"its output {path} {reason.removeprefix('it ')}"
+    return None

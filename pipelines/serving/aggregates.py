@@ -10,6 +10,7 @@ and 28 days up to and including the business date.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import polars as pl
 
 from pipelines.data import io
 
+logger = logging.getLogger("freshcast")
 WINDOWS: tuple[int, ...] = (7, 28)
 MOST_CENSORED = 200
 # Written last: a folder without it is a half-written build and is never read.
@@ -228,15 +230,35 @@ def write_aggregates(root: Path, business_date: str, frames: dict[str, pl.DataFr
 
 
 def latest_aggregates_dir(root: Path) -> Path | None:
-    """The newest complete aggregate folder under ``root``, or None."""
+    """The newest complete, readable aggregate folder under ``root``, or None.
+
+    A folder whose marker lists a missing or damaged file (a truncated copy, a full disk)
+    is passed over with a warning for the one before it: the UI keeps working, and the next
+    ``freshcast run`` of that date rebuilds it.
+    """
     if not root.is_dir():
         return None
     done = sorted(p for p in root.iterdir() if p.is_dir() and (p / DONE_MARKER).is_file())
-    return done[-1] if done else None
+    for folder in reversed(done):
+        damaged = damaged_files(folder)
+        if not damaged:
+            return folder
+        logger.warning("aggregates %s: %s; using an older build", folder, "; ".join(damaged))
+    return None
+
+
+def damaged_files(folder: Path) -> list[str]:
+    """What is wrong with an aggregate folder's files (empty when all are readable)."""
+    marker = io.damage(folder / DONE_MARKER)
+    if marker is not None:
+        return [f"{DONE_MARKER} {marker}"]
+    names = io.read_json(folder / DONE_MARKER)["frames"]
+    found = ((name, io.damage(folder / f"{name}.parquet")) for name in names)
+    return [f"{name}.parquet {why}" for name, why in found if why is not None]
 
 
 def load_aggregates(root: Path) -> dict[str, pl.DataFrame] | None:
-    """The latest complete aggregates under ``root`` as eager frames, or None."""
+    """The latest complete, readable aggregates under ``root`` as eager frames, or None."""
     folder = latest_aggregates_dir(root)
     if folder is None:
         return None

@@ -9,6 +9,7 @@ import pytest
 
 from pipelines.data.simulate import SimulationConfig, write_simulation
 from pipelines.serving import registry
+from pipelines.serving.aggregates import load_aggregates
 from pipelines.settings import load_settings
 from tests.e2e.cli import run_freshcast
 
@@ -66,3 +67,19 @@ def test_a_damaged_ui_history_file_is_started_afresh(data: Path, tmp_path: Path)
     rebuilt = pl.read_parquet(history)
     # Started afresh with today's row; the damaged file's rows could not be kept.
     assert [str(d) for d in rebuilt["business_date"]] == ["2024-05-09"]
+
+
+def test_damaged_aggregates_are_passed_over_and_rebuilt(data: Path, tmp_path: Path) -> None:
+    """A truncated UI aggregate never reaches a page, and a rerun of the date rebuilds it."""
+    home = tmp_path / "home"
+    assert run_freshcast("run", home=home, data=data).returncode == 0
+    root = load_settings(home=home).layout.aggregates
+    victim = sorted((root / LAST_TRAIN_DAY).glob("*.parquet"))[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    assert load_aggregates(root) is None  # the only build is damaged: nothing to show
+    again = run_freshcast("run", home=home, data=data)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "aggregates: done earlier, but its output" in again.stderr
+    frames = load_aggregates(root)
+    assert frames is not None
+    assert victim.stem in frames
