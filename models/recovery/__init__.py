@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.recovery.base import DayBlock, Recoverer, enforce_invariants, to_day_block
+from models.recovery.base import (
+    DayBlock,
+    Recoverer,
+    SeriesMemory,
+    enforce_invariants,
+    to_day_block,
+)
 
 METHODS: tuple[str, ...] = ("profile", "lgbm", "neural")
 DEFAULT_METHOD = "lgbm"
@@ -19,6 +25,7 @@ __all__ = [
     "METHODS",
     "DayBlock",
     "Recoverer",
+    "SeriesMemory",
     "enforce_invariants",
     "make_recoverer",
     "to_day_block",

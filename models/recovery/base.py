@@ -13,6 +13,12 @@ sorted long view. The base class owns the hard invariants, so no method can brea
 * recovered demand >= observed sales in every hour (a stockout hour's sales are a lower
   bound on its demand: the product may have sold out part-way through the hour);
 * no NaN; every input row is kept, in order.
+
+A recovery also returns a :class:`SeriesMemory`: the per-series statistics it estimated
+from every day it saw (intraday shape, usual level, stockout rate). Handing it back to a
+later :meth:`Recoverer.recover_block` lets a few new days be recovered with the statistics
+of the whole history without reading that history again (the daily job's incremental
+recovery, ``pipelines/recovery/incremental.py``).
 """
 
 from __future__ import annotations
@@ -87,6 +93,50 @@ class DayBlock:
             self.n_series,
             self.context,
         )
+
+
+@dataclass(frozen=True)
+class SeriesMemory:
+    """What a recovery estimated about each series from all the days it saw.
+
+    Attributes:
+        series_id: (m,) sorted series keys.
+        share: (m, 2, 24) float32 intraday shape per daytype (weekday, weekend).
+        usual: (m, 2) the series' usual day level per daytype.
+        out_hours: (m,) business stockout hours, summed over the days counted.
+        days: (m,) days counted.
+        through: the last day counted (days since 1970-01-01); a block recovered with this
+            memory adds only its days after ``through`` to ``out_hours`` and ``days``.
+    """
+
+    series_id: np.ndarray
+    share: np.ndarray
+    usual: np.ndarray
+    out_hours: np.ndarray
+    days: np.ndarray
+    through: int
+
+    @classmethod
+    def empty(cls) -> SeriesMemory:
+        return cls(
+            series_id=np.zeros(0, dtype=np.int64),
+            share=np.zeros((0, 2, HOURS), dtype=np.float32),
+            usual=np.zeros((0, 2)),
+            out_hours=np.zeros(0),
+            days=np.zeros(0, dtype=np.int64),
+            through=-(2**31),
+        )
+
+    @property
+    def n(self) -> int:
+        return len(self.series_id)
+
+    def lookup(self, series_id: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of ``series_id`` in this memory, and whether each is there at all."""
+        if self.n == 0:
+            return np.zeros(len(series_id), dtype=np.int64), np.zeros(len(series_id), bool)
+        pos = np.clip(np.searchsorted(self.series_id, series_id), 0, self.n - 1)
+        return pos, self.series_id[pos] == series_id
 
 
 def to_day_block(hourly: pl.DataFrame, context: pl.DataFrame | None = None) -> DayBlock:
@@ -167,11 +217,15 @@ class Recoverer(ABC):
     """Base class of stage-1 methods: ``fit`` on an hourly frame, then ``recover`` it.
 
     Subclasses implement :meth:`_fit_block` and :meth:`_estimate_block`, which returns an
-    unconstrained ``(n, 24)`` demand estimate; the base class applies the invariants.
-    Fitted attributes end in ``_``.
+    unconstrained ``(n, 24)`` demand estimate and the block's :class:`SeriesMemory`; the
+    base class applies the invariants. Fitted attributes end in ``_``.
     """
 
     name: str = "base"
+    # Days on either side whose rows a day's estimate reads (neighbour-day features): an
+    # incremental recovery gives a block this much context and recovers this many of the
+    # days before the new ones again, since their next day has now arrived.
+    context_days: int = 1
 
     def fit(self, hourly: pl.DataFrame, context: pl.DataFrame | None = None) -> Self:
         """Learn from the in-stock hours of ``hourly`` (stockout hours are never targets)."""
@@ -197,15 +251,38 @@ class Recoverer(ABC):
             pl.Series("imputed", block.stockout.ravel(), dtype=pl.Boolean),
         )
 
-    def recover_block(self, block: DayBlock) -> np.ndarray:
-        """:meth:`recover` on a prepared block; returns the ``(n, 24)`` demand array."""
-        if not getattr(self, "is_fitted_", False):
-            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
+    def recover_block(self, block: DayBlock, memory: SeriesMemory | None = None) -> np.ndarray:
+        """:meth:`recover` on a prepared block; returns the ``(n, 24)`` demand array.
+
+        ``memory``: per-series statistics of an earlier recovery (see
+        :meth:`recover_and_remember`), used instead of the block's own for the series it
+        knows; None estimates them from the block alone.
+        """
+        self._check_fitted()
         if block.n == 0:
             return np.zeros((0, HOURS))
         if not block.stockout.any():
             return block.sale.astype(np.float64, copy=True)
-        return enforce_invariants(block, self._estimate_block(block))
+        return enforce_invariants(block, self._estimate_block(block, memory)[0])
+
+    def recover_and_remember(
+        self, block: DayBlock, memory: SeriesMemory | None = None
+    ) -> tuple[np.ndarray, SeriesMemory]:
+        """:meth:`recover_block`, plus the per-series statistics the recovery used.
+
+        Returns the demand array and a :class:`SeriesMemory`: the block's statistics, or,
+        when ``memory`` is given, ``memory`` with its stockout counts brought up to the
+        block's last day and the series it did not know added.
+        """
+        self._check_fitted()
+        if block.n == 0:
+            return np.zeros((0, HOURS)), memory if memory is not None else SeriesMemory.empty()
+        estimate, learned = self._estimate_block(block, memory)
+        return enforce_invariants(block, estimate), learned
+
+    def _check_fitted(self) -> None:
+        if not getattr(self, "is_fitted_", False):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() first")
 
     def fit_recover(
         self, hourly: pl.DataFrame, context: pl.DataFrame | None = None
@@ -217,4 +294,6 @@ class Recoverer(ABC):
     def _fit_block(self, block: DayBlock) -> None: ...
 
     @abstractmethod
-    def _estimate_block(self, block: DayBlock) -> np.ndarray: ...
+    def _estimate_block(
+        self, block: DayBlock, memory: SeriesMemory | None
+    ) -> tuple[np.ndarray, SeriesMemory]: ...

@@ -30,7 +30,7 @@ import lightgbm as lgb
 import numpy as np
 
 from models.constants import COVARIATE_COLUMNS
-from models.recovery.base import BUSINESS, DayBlock, Recoverer
+from models.recovery.base import BUSINESS, DayBlock, Recoverer, SeriesMemory
 from models.recovery.masks import MaskSpec, sample_mask
 from models.recovery.profile import ProfileParts, ProfileRecoverer
 
@@ -63,9 +63,7 @@ def day_features(block: DayBlock, parts: ProfileParts, rows: np.ndarray) -> np.n
     observed_sum = (block.sale * ~hidden).sum(axis=1)
     day_total = block.sale.sum(axis=1)
     n_out = hidden[:, BUSINESS].sum(axis=1)
-    series_out = np.bincount(block.series_code, weights=n_out, minlength=block.n_series)
-    series_days = np.bincount(block.series_code, minlength=block.n_series)
-    out_rate = (series_out / np.maximum(series_days, 1) / 16.0)[block.series_code]
+    out_rate = parts.out_rate  # over the series' days (its whole history, given a memory)
 
     hb = hidden[rows][:, BUSINESS]
     any_b = hb.any(axis=1)
@@ -250,19 +248,21 @@ class LGBMRecoverer(Recoverer):
         hidden: np.ndarray = (parts.estimate[rows] * hours).sum(axis=1)
         return hidden + 0.05 * scale  # the floor keeps near-empty hidden spans finite
 
-    def _estimate_block(self, block: DayBlock) -> np.ndarray:
-        parts = self.profile_.parts(block)
+    def _estimate_block(
+        self, block: DayBlock, memory: SeriesMemory | None
+    ) -> tuple[np.ndarray, SeriesMemory]:
+        parts = self.profile_.parts(block, memory)
         estimate = parts.estimate
         if self.model_ is None:
-            return estimate
+            return estimate, parts.memory
         # Days whose stockouts are only at night keep the profile: nights sell little,
         # and skipping them halves the rows LightGBM must score.
         rows = np.flatnonzero(block.stockout[:, BUSINESS].any(axis=1))
         if len(rows) == 0:
-            return estimate
+            return estimate, parts.memory
         base = self._base(block, parts, rows)
         total = np.asarray(self.model_.predict(day_features(block, parts, rows))) * base
         estimate[rows] = np.where(
             block.stockout[rows], spread(block, parts, rows, total), estimate[rows]
         )
-        return estimate
+        return estimate, parts.memory

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from models.recovery.base import BUSINESS, N_BUSINESS, DayBlock, Recoverer
+from models.recovery.base import BUSINESS, N_BUSINESS, DayBlock, Recoverer, SeriesMemory
 from models.recovery.masks import MaskSpec, sample_mask
 from models.recovery.profile import ProfileParts, ProfileRecoverer
 from models.training import cpu_trainer
@@ -181,11 +181,13 @@ class NeuralRecoverer(Recoverer):
             torch.set_num_threads(threads)
         self.module_.eval()
 
-    def _estimate_block(self, block: DayBlock) -> np.ndarray:
-        parts = self.profile_.parts(block)
+    def _estimate_block(
+        self, block: DayBlock, memory: SeriesMemory | None
+    ) -> tuple[np.ndarray, SeriesMemory]:
+        parts = self.profile_.parts(block, memory)
         estimate = parts.estimate
         if self.module_ is None:
-            return estimate
+            return estimate, parts.memory
         rows = np.flatnonzero(block.stockout[:, BUSINESS].any(axis=1))
         unit = np.maximum(parts.usual_level, 1e-3) / N_BUSINESS
         chunk = 200_000  # bounds the float32 feature matrix to ~100 MB
@@ -198,4 +200,4 @@ class NeuralRecoverer(Recoverer):
                 pred = self.module_(x).numpy().astype(np.float64) * unit[part][:, None]
                 estimate[part, BUSINESS] = pred
         torch.set_num_threads(threads)
-        return estimate
+        return estimate, parts.memory

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.recovery.base import HOURS, DayBlock, Recoverer
+from models.recovery.base import BUSINESS, HOURS, N_BUSINESS, DayBlock, Recoverer, SeriesMemory
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,8 @@ class ProfileParts:
         level: (n,) the day's estimated total demand.
         usual_level: (n,) the series' usual level for this daytype.
         seen_share: (n,) share of the day's shape covered by in-stock hours.
+        out_rate: (n,) the series' share of business hours out of stock, over its days.
+        memory: the per-series statistics behind these pieces.
     """
 
     estimate: np.ndarray
@@ -44,6 +46,8 @@ class ProfileParts:
     level: np.ndarray
     usual_level: np.ndarray
     seen_share: np.ndarray
+    out_rate: np.ndarray
+    memory: SeriesMemory
 
 
 def _normalise(share: np.ndarray) -> np.ndarray:
@@ -109,6 +113,7 @@ class ProfileRecoverer(Recoverer):
     """
 
     name = "profile"
+    context_days = 0  # a day's estimate reads no other day's rows
 
     def __init__(
         self,
@@ -161,23 +166,84 @@ class ProfileRecoverer(Recoverer):
         return ids
 
     # -- estimation ----------------------------------------------------------------------
-    def _estimate_block(self, block: DayBlock) -> np.ndarray:
-        return self.parts(block).estimate
+    def _estimate_block(
+        self, block: DayBlock, memory: SeriesMemory | None
+    ) -> tuple[np.ndarray, SeriesMemory]:
+        parts = self.parts(block, memory)
+        return parts.estimate, parts.memory
 
-    def parts(self, block: DayBlock) -> ProfileParts:
-        """The estimate and its per-day pieces for every day of ``block``."""
+    def parts(self, block: DayBlock, memory: SeriesMemory | None = None) -> ProfileParts:
+        """The estimate and its per-day pieces for every day of ``block``.
+
+        With ``memory``, the series it knows keep its shape and usual level (estimated on
+        their whole history) instead of ones estimated from this block's few days; a day's
+        level still comes from its own in-stock sales. A day recovered this way gets what
+        the recovery that made ``memory`` gave it, had that recovery seen the day.
+        """
         b = _Block(block)
-        prior = self._series_prior(block)  # (n_series, 2, 24)
-        share = prior
-        usual = None
         # One (n, 24) buffer for every gather of the day shapes: on the full split each
         # fresh 430 MB array costs more in page faults than the gather itself.
         share_rows = np.empty((block.n, HOURS), dtype=np.float32)
+        share, usual_table = self._series_estimates(block, b, share_rows)
+        series_id = block.series_id[b.starts]
+        known = np.zeros(b.n_series, dtype=bool)
+        pos = np.zeros(b.n_series, dtype=np.int64)
+        if memory is not None and memory.n:
+            pos, known = memory.lookup(series_id)
+            share = np.where(known[:, None, None], memory.share[pos], share)
+            usual_table = np.where(known[:, None], memory.usual[pos], usual_table)
+        _gather(share, b.code * 2 + b.daytype, share_rows)
+        seen_share = b.seen_share(share_rows)
+        usual = usual_table[b.code, b.daytype]
+        level = self._levels(b, seen_share, usual=usual)
+        # Stockout counts: a memory already holds its series' days up to ``through``.
+        counted = np.ones(block.n, dtype=bool)
+        if memory is not None:
+            counted = (block.day > memory.through) | ~known[b.code]
+        n_out = block.stockout[:, BUSINESS].sum(axis=1)
+        out_hours = np.bincount(b.code, weights=n_out * counted, minlength=b.n_series)
+        days = np.bincount(b.code, weights=counted, minlength=b.n_series).astype(np.int64)
+        learned = SeriesMemory(
+            series_id=series_id,
+            share=share.astype(np.float32),
+            usual=usual_table,
+            out_hours=out_hours,
+            days=days,
+            through=int(block.day.max()) if block.n else SeriesMemory.empty().through,
+        )
+        if memory is not None:
+            learned = _merge(memory, learned, pos, known)
+            # The block's series, counted over their days before the block's too.
+            out_hours, days = out_hours.copy(), days.copy()
+            out_hours[known] += memory.out_hours[pos[known]]
+            days[known] += memory.days[pos[known]]
+        out_rate = out_hours / np.maximum(days, 1) / N_BUSINESS
+        return ProfileParts(
+            estimate=share_rows * level[:, None],
+            share=share_rows,
+            level=level,
+            usual_level=usual,
+            seen_share=seen_share,
+            out_rate=out_rate[b.code],
+            memory=learned,
+        )
+
+    def _series_estimates(
+        self, block: DayBlock, b: _Block, share_rows: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each series' shape (n_series, 2, 24) and usual level (n_series, 2) from ``block``.
+
+        Alternates the share and level ratio estimators; the usual level is the last
+        iteration's, as the day levels use it. ``share_rows`` is an (n, 24) work buffer.
+        """
+        prior = self._series_prior(block)  # (n_series, 2, 24)
+        share = prior
+        usual: np.ndarray | None = None
         row_index = b.code * 2 + b.daytype
         for _ in range(max(self.iterations, 1)):
             _gather(share, row_index, share_rows)
             seen_share = b.seen_share(share_rows)
-            level = self._levels(b, seen_share, usual=usual)
+            level = self._levels(b, seen_share, usual=None if usual is None else usual[row_index])
             usual = self._usual_level(b, seen_share)
             den = b.series_sum(b.observed, [level.astype(np.float32) * m for m in b.masks])
             # k pseudo-days at the series' mean level per daytype keep shrinkage scale-free.
@@ -185,11 +251,8 @@ class ProfileRecoverer(Recoverer):
             mean_level = (lsum / np.maximum(b.days, 1))[..., None]
             k = self.shape_prior_days * np.maximum(mean_level, 1e-6)
             share = _normalise((b.num + k * prior) / (den + k))
-        _gather(share, row_index, share_rows)
-        seen_share = b.seen_share(share_rows)
-        level = self._levels(b, seen_share, usual=usual)
         assert usual is not None  # the loop above ran at least once
-        return ProfileParts(share_rows * level[:, None], share_rows, level, usual, seen_share)
+        return share, usual.reshape(-1, 2)
 
     def _series_prior(self, block: DayBlock) -> np.ndarray:
         """Each series' pooled shape: its product's, else the global one."""
@@ -211,7 +274,8 @@ class ProfileRecoverer(Recoverer):
 
     @staticmethod
     def _usual_level(b: _Block, seen_share: np.ndarray) -> np.ndarray:
-        """The series' level per daytype: ratio estimator over days, shrunk to the series."""
+        """The series' level per daytype, flat (series * 2 + daytype): a ratio estimator
+        over days, shrunk to the series."""
         g2 = b.code * 2 + b.daytype
         num = np.bincount(g2, weights=b.seen_sales, minlength=2 * b.n_series)
         den = np.bincount(g2, weights=seen_share, minlength=2 * b.n_series)
@@ -219,5 +283,27 @@ class ProfileRecoverer(Recoverer):
             den.reshape(-1, 2).sum(axis=1), 1e-9
         )
         # Two pseudo-days of the all-days level keep a rare daytype from being noisy.
-        typed = (num + 2.0 * np.repeat(series_level, 2)) / (den + 2.0)
-        return typed[g2]
+        typed: np.ndarray = (num + 2.0 * np.repeat(series_level, 2)) / (den + 2.0)
+        return typed
+
+
+def _merge(
+    memory: SeriesMemory, block: SeriesMemory, pos: np.ndarray, known: np.ndarray
+) -> SeriesMemory:
+    """``memory`` with the block's counts added to the series it knows (``known``, at
+    ``pos``), and the block's series it did not know appended, in series order."""
+    out_hours = memory.out_hours.astype(np.float64, copy=True)
+    days = memory.days.astype(np.int64, copy=True)
+    out_hours[pos[known]] += block.out_hours[known]
+    days[pos[known]] += block.days[known]
+    new = ~known
+    series_id = np.concatenate([memory.series_id, block.series_id[new]])
+    order = np.argsort(series_id, kind="stable")
+    return SeriesMemory(
+        series_id=series_id[order],
+        share=np.concatenate([memory.share, block.share[new]])[order],
+        usual=np.concatenate([memory.usual, block.usual[new]])[order],
+        out_hours=np.concatenate([out_hours, block.out_hours[new]])[order],
+        days=np.concatenate([days, block.days[new]])[order],
+        through=max(memory.through, block.through),
+    )

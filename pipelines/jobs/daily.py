@@ -36,7 +36,7 @@ def build_steps(root: Path, day: date, *, retrain: bool, accept_day: bool = Fals
     makes (``gate.on_live_drop``) is what today's candidate is judged against.
     """
     paths = DayInputs(root, day, accept_day=accept_day)
-    steps = model_steps(paths, lambda ctx: train_step(ctx, paths, retrain=retrain))
+    steps = model_steps(paths, lambda ctx: train_step(ctx, paths, retrain=retrain), retrain=retrain)
     return [
         *steps[:2],
         Step("live", lambda ctx: live_step(ctx, paths)),
@@ -53,11 +53,14 @@ def build_refresh_steps(root: Path, day: date) -> list[Step]:
     return model_steps(paths, lambda ctx: train_step(ctx, paths, retrain=False, refresh_only=True))
 
 
-def model_steps(paths: DayInputs, train: Callable[[StepContext], dict[str, Any]]) -> list[Step]:
-    """Ingest to gate: what the daily job and the refresh job share."""
+def model_steps(
+    paths: DayInputs, train: Callable[[StepContext], dict[str, Any]], *, retrain: bool = False
+) -> list[Step]:
+    """Ingest to gate: what the daily job and the refresh job share. ``retrain`` refits
+    stage 1 too, instead of recovering only the new days."""
     return [
         Step("ingest", lambda ctx: ingest_step(ctx, paths)),
-        Step("recover", lambda ctx: recover_step(ctx, paths)),
+        Step("recover", lambda ctx: recover_step(ctx, paths, retrain=retrain)),
         Step("train", train),
         Step("evaluate", lambda ctx: evaluate_step(ctx, paths)),
         Step("register", lambda ctx: register_step(ctx, paths)),

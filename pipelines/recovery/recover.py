@@ -124,6 +124,14 @@ def day_block_from_daily(frame: pl.DataFrame) -> DayBlock:
     )
 
 
+def daily_block(daily: pl.LazyFrame) -> tuple[pl.DataFrame, DayBlock]:
+    """The keys (series_id, store_id, product_id, dt; sorted) and :class:`DayBlock` of
+    daily hub rows: :func:`prepare_daily` then :func:`day_block_from_daily`."""
+    frame = prepare_daily(daily)
+    block = day_block_from_daily(frame)
+    return frame.select("series_id", "store_id", "product_id", "dt"), block  # frees the lists
+
+
 def recovered_frame(frame: pl.DataFrame, block: DayBlock, demand: np.ndarray) -> pl.DataFrame:
     """Assemble the :data:`RECOVERED_SCHEMA` frame from keys and an (n, 24) demand array."""
     return pl.DataFrame(
@@ -167,9 +175,7 @@ def recover_demand(
         in-stock hours), ``demand_amount`` (their sum) and ``imputed_hours`` (how many
         hours were stockouts and so hold an estimate).
     """
-    frame = prepare_daily(daily)
-    block = day_block_from_daily(frame)
-    frame = frame.select("series_id", "store_id", "product_id", "dt")  # free the lists
+    frame, block = daily_block(daily)
     model = recoverer if recoverer is not None else make_recoverer(method)
     if fit:
         model.fit_block(block)
@@ -189,9 +195,7 @@ def run_recover(
     if out is None:
         raise DataError("an output file is required")
     t0 = time.perf_counter()
-    frame = prepare_daily(scan_split(data_dir, "train"))
-    block = day_block_from_daily(frame)
-    frame = frame.select("series_id", "store_id", "product_id", "dt")  # free the lists
+    frame, block = daily_block(scan_split(data_dir, "train"))
     t1 = time.perf_counter()
     model = make_recoverer(method)
     model.fit_block(block)
