@@ -6,17 +6,21 @@ promotion lift, weather, per-category intraday profiles, gamma-Poisson noise). S
 then what an imperfect inventory lets through: every day starts with the stock left
 over from the day before, a delivery arrives in the early morning (sometimes late,
 sometimes not at all) and tops the stock up to a target set from a noisy forecast of
-past *sales*, and each hour sells ``min(demand, stock)``. Once the stock runs out the
-hour is flagged and stays flagged until the next delivery (the next morning, or a
-midday top-up some stores call in), through the night too, so censoring depends on
-demand exactly as in a real store. ``truth.parquet`` keeps the demand before censoring.
+past *sales* (allowing for the promotions and discounts the store itself sets), scaled
+by supply spells that last days to weeks, and each hour sells ``min(demand, stock)``.
+Once the stock runs out the hour is flagged and stays flagged until the next delivery
+(the next morning, or a midday top-up some stores call in), through the night too, so
+censoring depends on demand as in a real store, and on supply as well.
+``truth.parquet`` keeps the demand before censoring.
 
 Demand and stock are counted in tenths (the real hourly sales are multiples of 0.1);
 ``sale_amount`` is the sum of the hourly values as written.
 
 Calibration: ``benchmarks/simulator_realism.py`` compares a simulation with the real
 train split (stockout share and hours, night flags, sales quantiles, hourly profile,
-covariate shares, weather ranges).
+covariate shares, weather ranges). How strongly stockouts pick busy days (which sets the
+clean-day bias of a demand forecast) is calibrated with ``benchmarks/bias_by_origin.py``;
+see ``docs/data.md``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ _MAX_WORKERS = 2  # chunks in flight; each holds a few hundred MB
 _DELIVERY_HOURS = np.arange(0, 10)
 _DELIVERY_PROBS = np.array([0.04, 0.02, 0.05, 0.12, 0.17, 0.25, 0.29, 0.03, 0.02, 0.01])
 _WEEKDAY_EFFECT = np.array([1.0, 0.98, 0.98, 0.99, 1.04, 1.02, 0.99])
+# Stockouts pick a series' busy days only as strongly as the real ones do when demand's
+# day-to-day noise is modest, the store plans for most of its own discounts' lift, and
+# supply comes in spells; busy series stock out more. See docs/data.md, "Clean-day bias".
+_LOG_LEVEL = 1.97  # log of the typical series' base rate (tenths a day)
+_DAY_NOISE_SHAPE, _BLOCK_NOISE_SHAPE = 20.0, 6.0  # gamma shapes: series-day, 3-hour block
+_PLANNED_DISCOUNT_LIFT = 0.7  # share of a discount's (log) demand lift the order allows for
+_SUPPLY_SD, _SUPPLY_RHO = 0.4, 0.85  # log supply factor per series-day: AR(1)
+_SAFETY_VOLUME_EXP = 0.2  # safety stock ∝ base rate^-0.2: fast movers are stocked tighter
 
 
 @dataclass(frozen=True)
@@ -115,11 +127,11 @@ def _base_rates(h: prof.Hierarchy, rng: np.random.Generator) -> np.ndarray:
     store = rng.normal(0.0, 0.3, h.n_stores) + rng.normal(0.0, 0.1, h.n_cities)[h.store_city]
     # The heavy tail sits at the series level (a few store-product hits), so it averages
     # out instead of hinging on which products a simulation draws.
-    series = 0.36 * rng.standard_t(4, len(h.store_id))
+    series = 0.4 * rng.standard_t(4, len(h.store_id))
     log_rate = product[h.product_id] + store[h.store_id] + series
     # The published series all sell regularly (the lowest series mean is 0.22 a day, the
     # highest 19): clip the log rate instead of letting the tails make dead or absurd series.
-    return np.asarray(np.exp(1.88 + np.clip(log_rate - log_rate.mean(), -0.85, 3.3)))
+    return np.asarray(np.exp(_LOG_LEVEL + np.clip(log_rate - log_rate.mean(), -0.85, 3.3)))
 
 
 def _build_world(config: SimulationConfig) -> _World:
@@ -153,7 +165,8 @@ def _build_world(config: SimulationConfig) -> _World:
         product_promo=promo,
         base_rate=_base_rates(hierarchy, rng),
         holiday_effect=np.exp(rng.normal(0.22, 0.08, n_first)),
-        elasticity=rng.uniform(0.8, 2.0, n_first),
+        # Real clean days sell 1.23× more at a deep discount (< 0.88) than at full price.
+        elasticity=rng.uniform(0.3, 1.1, n_first),
         promo_lift=rng.uniform(0.05, 0.25, n_first),
         temp_coef=rng.normal(0.0, 0.1, n_first),
     )
@@ -197,11 +210,13 @@ def _hourly_demand(
         * (1.0 + world.promo_lift[cat][:, None] * active)
         * np.exp(-0.01 * rain + world.temp_coef[cat][:, None] * (temp - 22.0) / 10.0)
     )
-    day_rate = base[:, None] * effects * rng.gamma(10.0, 1 / 10.0, (n, n_days))
+    day_rate = (
+        base[:, None] * effects * rng.gamma(_DAY_NOISE_SHAPE, 1 / _DAY_NOISE_SHAPE, (n, n_days))
+    )
     rate = day_rate[:, :, None] * world.profiles[cat][:, None, :]
     # Gamma noise per 3-hour block (busy or quiet spells) makes the hourly counts
     # over-dispersed; drawing it per block rather than per hour saves two thirds of draws.
-    blocks = rng.standard_gamma(4.0, (n, n_days, HOURS // 3)) / 4.0
+    blocks = rng.standard_gamma(_BLOCK_NOISE_SHAPE, (n, n_days, HOURS // 3)) / _BLOCK_NOISE_SHAPE
     rate.reshape(n, n_days, HOURS // 3, 3)[...] *= blocks[..., None]
     return rng.poisson(rate), base
 
@@ -214,15 +229,21 @@ def _censor(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Run the inventory day by day; return hourly sales (tenths) and stockout flags.
 
-    ``known`` is what the store manager knows ahead of each day (holiday and promotion
-    uplift). The forecast behind each order is an exponentially weighted mean of past
-    *sales*, bumped after a stockout: an imperfect rule, so censoring feeds back into
-    the next orders, as it does in real stores. Deliveries come between 0:00 and 9:00,
-    are sometimes missed (in runs), and some stores top up a sold-out product at midday.
-    An hour is flagged when the shelf is empty or holds less than that hour's demand.
+    ``known`` is what the store manager knows ahead of each day (holiday, promotion and
+    most of the discount uplift). The forecast behind each order is an exponentially
+    weighted mean of past *sales*, bumped after a stockout: an imperfect rule, so
+    censoring feeds back into the next orders, as it does in real stores. What arrives is
+    scaled by a supply factor that drifts over days (allocations, short deliveries), so
+    stockouts come in spells as the real ones do (a stockout day is followed by another
+    about 61 % of the time, a clean day by a stockout 30 %). Deliveries come between 0:00
+    and 9:00, are sometimes missed (in runs), and some stores top up a sold-out product at
+    midday. An hour is flagged when the shelf is empty or holds less than that hour's demand.
     """
     n, n_days, _ = demand.shape
-    safety = np.exp(rng.normal(np.log(1.2), 0.2, n))
+    # Busy series stock out more (real: 42 % of days in the quietest quarter, 49 % in the
+    # busiest): shelf space and minimum displays keep slow movers relatively well stocked.
+    log_volume = np.log(base) - _LOG_LEVEL
+    safety = np.exp(rng.normal(np.log(1.17), 0.2, n) - _SAFETY_VOLUME_EXP * log_volume)
     # Missed deliveries (supply outages) come in runs: a missed day is often followed by
     # another, as the real full-day stockouts are.
     miss_prob = rng.beta(0.6, 12.0, n)
@@ -233,7 +254,10 @@ def _censor(
         missed[:, t] = miss_draw[:, t] < np.where(missed[:, t - 1], 0.45, miss_prob)
     delivery = rng.choice(_DELIVERY_HOURS, size=(n, n_days), p=_DELIVERY_PROBS)
     delivery = np.where(missed, HOURS, delivery)
-    order_noise = np.exp(rng.normal(0.0, 0.15, (n, n_days)))
+    order_noise = np.exp(
+        rng.normal(0.0, 0.15, (n, n_days))
+        + prof.autoregressive(rng, (n, n_days), _SUPPLY_SD, _SUPPLY_RHO)
+    )
     # Some stores call in a top-up delivery around midday when a product has sold out.
     topup_prob = np.asarray(rng.beta(1.0, 4.0, n))
     topup = rng.random((n, n_days)) < topup_prob[:, None]
@@ -281,8 +305,10 @@ def _simulate_chunk(
     active, discount = _covariates(world, h.product_id[lo:hi], n_days, rng)
     demand, base = _hourly_demand(world, lo, hi, active, discount, rng)
     cat = h.first_category_id[lo:hi]
-    known = np.where(world.holiday[None, :] == 1, 1.2, 1.0) * (
-        1.0 + world.promo_lift[cat][:, None] * active
+    known = (
+        np.where(world.holiday[None, :] == 1, 1.2, 1.0)
+        * (1.0 + world.promo_lift[cat][:, None] * active)
+        * discount ** (-_PLANNED_DISCOUNT_LIFT * world.elasticity[cat][:, None])
     )
     sales, flags = _censor(demand, base, known, rng)
     del rng

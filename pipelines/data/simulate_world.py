@@ -163,6 +163,18 @@ def calendar(start: dt.date, n_days: int) -> tuple[list[str], np.ndarray, np.nda
     return [d.isoformat() for d in dates], holiday, weekday, doy
 
 
+def autoregressive(
+    rng: np.random.Generator, shape: tuple[int, int], scale: float, rho: float
+) -> np.ndarray:
+    """Stationary AR(1) paths along the last axis (rows × days), each value ~ N(0, scale²)."""
+    eps = rng.normal(0.0, scale, shape)
+    out = np.empty_like(eps)
+    out[:, 0] = eps[:, 0]
+    for t in range(1, shape[1]):
+        out[:, t] = rho * out[:, t - 1] + math.sqrt(1 - rho**2) * eps[:, t]
+    return out
+
+
 def seasonal_level(doy: np.ndarray) -> np.ndarray:
     """Demand level over the year: low in winter, high in summer (fresh produce)."""
     return 1.0 + 0.3 * np.sin(2 * np.pi * (doy - 105) / 365)
@@ -179,12 +191,7 @@ def weather(
     n_days = len(doy)
 
     def ar1(scale: float, rho: float = 0.7) -> np.ndarray:
-        eps = rng.normal(0.0, scale, (n_cities, n_days))
-        out = np.empty_like(eps)
-        out[:, 0] = eps[:, 0]
-        for t in range(1, n_days):
-            out[:, t] = rho * out[:, t - 1] + math.sqrt(1 - rho**2) * eps[:, t]
-        return out
+        return autoregressive(rng, (n_cities, n_days), scale, rho)
 
     city_temp = rng.normal(0.0, 1.8, (n_cities, 1))
     season = 19.0 - 10.0 * np.cos(2 * np.pi * (doy - 15) / 365)
@@ -271,4 +278,50 @@ def realism_metrics(frame: pl.LazyFrame | pl.DataFrame) -> dict[str, float]:
     out["sales_share_h18_23"] = float(share[18:].sum())
     out["peak_sales_hour"] = float(np.argmax(share[business]) + business[0])
     out["hourly_profile_l1_vs_real"] = float(np.abs(share - OBSERVED_HOURLY_SHARE).sum())
+    out |= selection_metrics(lf)
+    return {k: float(v) if v is not None else float("nan") for k, v in out.items()}
+
+
+def selection_metrics(frame: pl.LazyFrame | pl.DataFrame) -> dict[str, float]:
+    """How strongly stockouts pick busy days: what sets the clean-day bias of a forecast.
+
+    ``within_series_stockout_sales_ratio``: sales on 1–8 h stockout days over the same
+    series' clean days (weighted by stockout days); ``stockout_after_stockout`` and
+    ``stockout_after_clean``: the share of days with a stockout after a day with / without
+    one; ``stockout_share_busiest_q`` and ``_quietest_q``: on the quarter of series that sell
+    most / least. Reads store_id, product_id, dt, sale_amount and stock_hour6_22_cnt.
+    """
+    series = ["store_id", "product_id"]
+    cnt, sale = pl.col("stock_hour6_22_cnt"), pl.col("sale_amount")
+    days = (
+        frame.lazy()
+        .select(*series, "dt", sale, (cnt > 0).alias("out"), cnt.is_between(1, 8).alias("part"))
+        .sort(*series, "dt")
+        .with_columns(pl.col("out").shift(1).over(series).alias("out_before"))
+    )
+    per_series = (
+        days.group_by(series)
+        .agg(
+            sale.filter(~pl.col("out")).mean().alias("clean"),
+            sale.filter(pl.col("part")).mean().alias("part"),
+            pl.col("part").sum().alias("n_part"),
+            sale.mean().alias("level"),
+            pl.col("out").mean().alias("out"),
+        )
+        .with_columns((pl.col("level").rank("ordinal") / pl.len()).alias("rank"))
+    )
+    both = pl.col("clean").is_not_null() & pl.col("part").is_not_null()
+    weighted = (pl.col("n_part") * pl.col("part")).filter(both).sum() / (
+        pl.col("n_part") * pl.col("clean")
+    ).filter(both).sum()
+    figures = per_series.select(
+        weighted.alias("within_series_stockout_sales_ratio"),
+        pl.col("out").filter(pl.col("rank") > 0.75).mean().alias("stockout_share_busiest_q"),
+        pl.col("out").filter(pl.col("rank") <= 0.25).mean().alias("stockout_share_quietest_q"),
+    )
+    after = days.select(
+        pl.col("out").filter(pl.col("out_before")).mean().alias("stockout_after_stockout"),
+        pl.col("out").filter(~pl.col("out_before")).mean().alias("stockout_after_clean"),
+    )
+    out = figures.collect().row(0, named=True) | after.collect().row(0, named=True)
     return {k: float(v) if v is not None else float("nan") for k, v in out.items()}

@@ -236,7 +236,15 @@ def test_an_ensemble_update_updates_its_members_and_keeps_its_weights(
     before = fitted["ensemble"]
     assert isinstance(before, EnsembleForecaster)
     assert np.array_equal(ens.weights_, before.weights_)
-    assert not ens.predict(panel)["yhat"].equals(before.predict(panel)["yhat"])
+    # Some member learned the day, and the blend moved exactly when a member with weight did
+    # (the weights come from the data, and one may be 0).
+    moved = [
+        not m.predict(panel)["yhat"].equals(b.predict(panel)["yhat"])
+        for m, b in zip(ens.members_, before.members_, strict=True)
+    ]
+    assert any(moved)
+    weighted = any(m and w > 0 for m, w in zip(moved, ens.weights_, strict=True))
+    assert weighted == (not ens.predict(panel)["yhat"].equals(before.predict(panel)["yhat"]))
     with pytest.raises(ValueError, match="future"):
         ens.update(panel, windows, through=through - timedelta(days=1))
 
