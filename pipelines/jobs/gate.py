@@ -68,17 +68,25 @@ def decide_promotion(
     off the champion's by more than the band, scrambled series ranks); acc below the
     champion's − ``acc_tolerance``; |wpe| above the champion's |wpe| + ``wpe_tolerance``.
     With no champion, only the checks block. The absolute cap ``wpe_limit`` never blocks:
-    a promotion past it carries a warning (the week itself can break it).
+    a promotion past it carries a warning. It applies to the wpe against recovered demand
+    (``wpe_demand``) when there is one, since the clean-day wpe carries the selection of
+    clean days on top of the model's bias.
     """
     acc, wpe = challenger.get("acc"), challenger.get("wpe")
     champ_acc = None if champion is None else champion.get("acc")
     champ_wpe = None if champion is None else champion.get("wpe")
     failed = tuple(str(c["check"]) for c in checks if not c["ok"])
 
+    # The cap is judged against recovered demand where it is known: clean days are picked
+    # after the fact (busy days stock out), which adds +0.12..+0.17 to a clean-day wpe on
+    # the real data at every origin (docs/data.md), however level the model is.
+    capped = challenger.get("wpe_demand", wpe)
+    target = "against recovered demand" if "wpe_demand" in challenger else "on clean days"
+
     def decision(promote: bool, reason: str) -> GateDecision:
         warning = None
-        if promote and wpe is not None and abs(wpe) > gate.wpe_limit:
-            warning = f"|wpe| {abs(wpe):.4f} exceeds the cap {gate.wpe_limit}"
+        if promote and capped is not None and abs(capped) > gate.wpe_limit:
+            warning = f"|wpe| {target} {abs(capped):.4f} exceeds the cap {gate.wpe_limit}"
         return GateDecision(promote, reason, acc, wpe, champ_acc, champ_wpe, failed, warning)
 
     if failed:

@@ -32,7 +32,7 @@ def test_first_model_is_promoted_when_its_checks_pass() -> None:
 def test_first_model_past_the_cap_is_promoted_with_a_warning() -> None:
     d = _decide(0.5, 0.3, None)
     assert d.promote
-    assert d.warning == "|wpe| 0.3000 exceeds the cap 0.1"
+    assert d.warning == "|wpe| on clean days 0.3000 exceeds the cap 0.1"
 
 
 def test_first_model_that_fails_a_check_is_not_promoted() -> None:
@@ -74,3 +74,22 @@ def test_a_failed_check_blocks_even_an_accurate_candidate() -> None:
 def test_a_candidate_without_a_score_is_not_promoted() -> None:
     d = decide_promotion(challenger={}, champion=None, checks=PASSING, gate=GATE)
     assert not d.promote
+
+
+def test_the_cap_judges_the_bias_against_recovered_demand_where_known() -> None:
+    # Clean days alone read +0.20 (their selection), while the model is level on demand.
+    level = decide_promotion(
+        challenger={"acc": 0.6, "wpe": 0.2, "wpe_demand": 0.01},
+        champion=None,
+        checks=PASSING,
+        gate=GATE,
+    )
+    assert level.promote
+    assert level.warning is None
+    biased = decide_promotion(
+        challenger={"acc": 0.6, "wpe": 0.05, "wpe_demand": -0.15},
+        champion=None,
+        checks=PASSING,
+        gate=GATE,
+    )
+    assert biased.warning == "|wpe| against recovered demand 0.1500 exceeds the cap 0.1"
