@@ -224,6 +224,16 @@ def _folder(tmp_path: Path, train: pl.DataFrame, eval_: pl.DataFrame | None = No
             "id_range",
             "product_id",
         ),
+        (  # one day of 1e12 in a series that sells about 1 a day
+            lambda f: f.with_columns(
+                pl.when(pl.int_range(pl.len()) == 0)
+                .then(1e12)
+                .otherwise(pl.col("sale_amount"))
+                .alias("sale_amount")
+            ),
+            "extreme_sales",
+            "sale_amount",
+        ),
     ],
 )
 def test_impossible_values_are_errors_that_name_file_column_and_row(
