@@ -82,6 +82,12 @@ def scan_split(root: Path, split: str = "train") -> pl.LazyFrame:
     return scan_raw(path).with_columns(pl.col("dt").str.to_date("%Y-%m-%d")).pipe(add_series_id)
 
 
+def file_stamp(path: Path) -> str:
+    """Size and modification time: enough to tell that a file changed since it was read."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def scan_days(root: Path) -> pl.LazyFrame:
     """Train and (when present) eval rows as one typed daily frame: the job's whole timeline."""
     frames = [scan_split(root, "train")]

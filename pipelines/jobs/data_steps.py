@@ -93,6 +93,12 @@ def ingest_step(ctx: StepContext, paths: DayInputs) -> dict[str, Any]:
         "summary": json.loads(json.dumps(report.summary, default=str)),
         "quality": [asdict(c) | {"day": str(c.day)} for c in checks],
         "accepted_by_operator": bool(failed),
+        # What was validated: a resumed run validates again if a file changed since.
+        "inputs": {
+            str(f): io.file_stamp(f)
+            for f in (io.split_path(paths.root, s) for s in ("train", "eval"))
+            if f is not None
+        },
     }
 
 

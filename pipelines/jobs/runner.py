@@ -184,11 +184,14 @@ def _run_locked(
 
 
 def _damaged_output(record: dict[str, Any]) -> str | None:
-    """Why a finished step's output (its record's ``path`` and ``files``) can't be trusted,
-    or None."""
+    """Why a finished step can't be trusted, or None: its output (the record's ``path`` and
+    ``files``) is damaged, or an input it read (``inputs``: path → stamp) changed since."""
     paths = [record.get("path"), *record.get("files", [])]
     for path in (p for p in paths if isinstance(p, str)):
         reason = io.damage(Path(path))
         if reason is not None:
             return f"its output {path} {reason.removeprefix('it ')}"
+    for path, stamp in record.get("inputs", {}).items():
+        if not Path(path).is_file() or io.file_stamp(Path(path)) != stamp:
+            return f"its input {path} changed since"
     return None

@@ -119,3 +119,33 @@ def test_a_damaged_output_is_rebuilt_not_trusted(settings, harm: str, capsys) ->
     assert run_job(settings, job="t", business_date="2024-06-04", steps=steps).status == (
         "already done"
     )
+
+
+def test_a_step_whose_input_changed_runs_again(settings, tmp_path: Path, capsys) -> None:
+    """A resumed job validates again when the dataset changed after it was validated, so
+    no later step (register among them) runs on data that was never checked."""
+    from pipelines.data import io
+
+    data = tmp_path / "train.parquet"
+    data.write_bytes(b"first version")
+    calls: list[str] = []
+
+    def validate(ctx):
+        calls.append("validate")
+        return {"inputs": {str(data): io.file_stamp(data)}}
+
+    def register(ctx):
+        if "validate" in calls and len(calls) == 1:
+            calls.append("register failed")
+            raise RuntimeError("the registry was down")
+        calls.append("register")
+        return {}
+
+    steps = [Step("validate", validate), Step("register", register)]
+    with pytest.raises(RuntimeError):
+        run_job(settings, job="t", business_date="2024-06-05", steps=steps)
+    data.write_bytes(b"second, longer version")  # the dataset changed in between
+    run_job(settings, job="t", business_date="2024-06-05", steps=steps)
+    assert calls == ["validate", "register failed", "validate", "register"]
+    said = " ".join(capsys.readouterr().err.split())  # the console wraps long lines
+    assert f"its input {data} changed since: running it again" in said
