@@ -179,12 +179,15 @@ with common.guard("the continual-refresh history"):
         acc_cols = [c for c in refresh.columns if "acc" in c and refresh[c].dtype.is_numeric()]
         secs = [c for c in refresh.columns if "seconds" in c and refresh[c].dtype.is_numeric()]
         if acc_cols:
-            long = refresh.select(time_col, *acc_cols).unpivot(index=time_col, variable_name="run")
+            # Days as text: a Date on an ordinal axis renders as epoch milliseconds.
+            long = refresh.select(pl.col(time_col).cast(pl.String), *acc_cols).unpivot(
+                index=time_col, variable_name="run"
+            )
             st.altair_chart(
                 alt.Chart(long)
                 .mark_line(point=True)
                 .encode(
-                    x=alt.X(f"{time_col}:O", title=time_col),
+                    x=alt.X(f"{time_col}:O", title=time_col, axis=alt.Axis(labelAngle=0)),
                     y=alt.Y("value:Q", title="acc", scale=alt.Scale(zero=False)),
                     color=alt.Color("run:N", legend=alt.Legend(orient="top", title=None)),
                     tooltip=[time_col, "run:N", alt.Tooltip("value:Q", format=".4f")],
