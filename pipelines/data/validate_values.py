@@ -146,8 +146,7 @@ def value_errors(name: str, frame: pl.DataFrame) -> list[Finding]:
             name,
             "extreme_sales",
             "sale_amount",
-            f"is more than {EXTREME_SALES_FACTOR:g} times the series' usual day "
-            "(its median + 1)",
+            f"is more than {EXTREME_SALES_FACTOR:g} times the series' usual day (its median + 1)",
             frame,
             pl.col("sale_amount").is_finite()
             & (pl.col("sale_amount") > EXTREME_SALES_FACTOR * usual),
