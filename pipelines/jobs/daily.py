@@ -84,16 +84,7 @@ def daily_job(
     root = ensure_dataset(settings)
     day = resolve_business_date(root, business_date)
     steps = build_steps(root, day, retrain=retrain, accept_day=day in accept_days)
-    steps.append(Step("finish", finish_parent_run))
-    return run_job(
-        settings,
-        job=DAILY_JOB,
-        business_date=day.isoformat(),
-        steps=steps,
-        force=force,
-        on_start=close_killed_runs,
-        on_failure=fail_parent_run,
-    )
+    return _run_tracked(settings, DAILY_JOB, day, steps, force=force)
 
 
 def refresh_job(
@@ -104,13 +95,19 @@ def refresh_job(
     registry.configure(settings.tracking_uri)
     root = ensure_dataset(settings)
     day = resolve_business_date(root, business_date)
-    steps = build_refresh_steps(root, day)
-    steps.append(Step("finish", finish_parent_run))
+    return _run_tracked(settings, REFRESH_JOB, day, build_refresh_steps(root, day), force=force)
+
+
+def _run_tracked(
+    settings: Settings, job: str, day: date, steps: list[Step], *, force: bool
+) -> JobResult:
+    """Run a job's steps with its MLflow bookkeeping: a killed run's runs closed first, the
+    parent run FAILED on a failed step and FINISHED by the last step."""
     return run_job(
         settings,
-        job=REFRESH_JOB,
+        job=job,
         business_date=day.isoformat(),
-        steps=steps,
+        steps=[*steps, Step("finish", finish_parent_run)],
         force=force,
         on_start=close_killed_runs,
         on_failure=fail_parent_run,
